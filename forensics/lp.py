@@ -1,0 +1,486 @@
+"""The data-mixture linear program of Hayase et al. (2024), solved by lazy constraint generation.
+
+Variables: mixture weights ``α_i ≥ 0`` (``Σ α_i = 1``), a slack ``v_t ≥ 0`` per merge step and a
+slack ``v_p ≥ 0`` per competing pair. For every step ``t ≤ T`` and pair ``p ≠ m(t)``::
+
+    Σ_i α_i (ĉ_{i,m(t)}(t) − ĉ_{i,p}(t)) + v_t + v_p ≥ 0,     minimise Σ v_t + Σ v_p
+
+with ``ĉ = S · c / P_i`` (counts per ``S`` pairs of the category; scaling keeps late merges, whose
+counts are ~1e-6 of the total, above solver tolerances).
+
+There are ``T × #pairs`` constraints, so rows are generated lazily: solve with the rows found so
+far, scan every (step, pair) for violations at the current solution, add the worst ones, repeat
+until a full scan finds none — then the solution is optimal for the full LP.
+
+The scan is vectorised. Between two of its events a pair's count is constant, so every pair's
+α-weighted value is a step function over ``t``: a list of *segments* (value, first step, last
+step), computed for all pairs at once with one ``bincount`` and a ``cumsum``. A segment is
+violated iff its value exceeds the *minimum* over its steps of ``M(t) = merge value + v_t``,
+which a sparse-table range-minimum query answers for all segments in O(1) each. Each violated
+segment proposes its most violated step; per round we keep the most violated few per step.
+
+Pure: arrays in, arrays out. Solvers: HiGHS through ``highspy`` with rows appended to the live
+model (warm-started dual simplex), or any ``pulp`` solver (HiGHS or CBC) rebuilding the model
+each round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .counting import Trajectories
+
+__all__ = ["LPResult", "MixtureLP", "available_solvers", "solve_mixture"]
+
+
+@dataclass
+class LPResult:
+    alpha_pairs: np.ndarray  # α in pair units (sums to 1)
+    alpha_bytes: np.ndarray  # α in byte units (sums to 1)
+    objective: float  # Σ v in scaled units (per S pairs)
+    rounds: int
+    rows: int  # constraint rows in the final LP
+    pair_slacks: int  # v_p columns created
+    optimal: bool  # a final full scan found no violated constraint
+    max_violation: float  # of the final scan
+    solver: str
+    steps_used: int  # merge steps that give constraints (present in some sample)
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    step_slack: np.ndarray | None = None  # v_t, (T,)
+
+
+def available_solvers() -> list[str]:
+    out = []
+    try:
+        import highspy  # noqa: F401
+
+        out.append("highs")
+    except ImportError:
+        pass
+    try:
+        import pulp
+
+        names = pulp.listSolvers(onlyAvailable=True)
+        if "HiGHS" in names:
+            out.append("pulp-highs")
+        if "PULP_CBC_CMD" in names:
+            out.append("pulp-cbc")
+    except ImportError:
+        pass
+    return out
+
+
+class _SparseMin:
+    """Range-minimum (value and position) over a fixed array, O(1) vectorised queries."""
+
+    def __init__(self, a: np.ndarray):
+        self.levels = [a.astype(np.float64)]
+        self.args = [np.arange(len(a), dtype=np.int64)]
+        k = 1
+        while 2 * k <= len(a):
+            prev, parg = self.levels[-1], self.args[-1]
+            left, right = prev[: len(prev) - k], prev[k:]
+            take_right = right < left
+            self.levels.append(np.where(take_right, right, left))
+            self.args.append(np.where(take_right, parg[k:], parg[: len(parg) - k]))
+            k *= 2
+
+    def query(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Minimum over the inclusive ranges [lo, hi] (0-based)."""
+        n = hi - lo + 1
+        lev = np.floor(np.log2(np.maximum(n, 1))).astype(np.int64)
+        vals = np.empty(len(lo))
+        args = np.empty(len(lo), dtype=np.int64)
+        for j in np.unique(lev):
+            sel = np.flatnonzero(lev == j)
+            a, b = lo[sel], hi[sel] - (1 << j) + 1
+            va, vb = self.levels[j][a], self.levels[j][b]
+            right = vb < va
+            vals[sel] = np.where(right, vb, va)
+            args[sel] = np.where(right, self.args[j][b], self.args[j][a])
+        return vals, args
+
+
+class MixtureLP:
+    """Holds the scan structures for one set of trajectories; :meth:`solve` runs the loop."""
+
+    def __init__(self, tr: Trajectories, *, scale: float = 1e6):
+        t0 = time.perf_counter()
+        self.tr = tr
+        self.n = tr.n
+        self.T = tr.n_steps
+        self.scale = scale
+        if np.any(tr.total_pairs <= 0):
+            bad = [tr.names[i] for i in np.flatnonzero(tr.total_pairs <= 0)]
+            raise ValueError(f"categories with zero pairs cannot enter the LP: {', '.join(bad)}")
+        self.norm = scale / tr.total_pairs.astype(np.float64)  # ĉ = c * norm_i
+        # union of event rows (pair, step) over categories
+        keys = [tr.event_keys(i) for i in range(self.n)]
+        self.row_key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        mult = self.T + 2
+        self.row_pair = self.row_key // mult
+        self.row_step = self.row_key % mult
+        # deltas of each category mapped onto union rows
+        self.ev_row = []
+        self.ev_delta = []
+        for i in range(self.n):
+            row = np.searchsorted(self.row_key, keys[i])
+            cum = tr.ev_cum[i]
+            d = cum.astype(np.float64).copy()
+            same = np.zeros(len(cum), dtype=bool)
+            same[1:] = tr.ev_pair[i][1:] == tr.ev_pair[i][:-1]
+            d[1:][same[1:]] = (cum[1:] - cum[:-1])[same[1:]]
+            self.ev_row.append(row)
+            self.ev_delta.append(d)
+        self.ev_row_all = np.concatenate(self.ev_row) if self.n else np.zeros(0, np.int64)
+        self.ev_cat_all = np.concatenate(
+            [np.full(len(r), i, dtype=np.int64) for i, r in enumerate(self.ev_row)]
+        )
+        self.ev_delta_all = np.concatenate(self.ev_delta)
+        # segment extents: row r applies to steps [row_step+1, next_step] (1-based, inclusive)
+        R = len(self.row_key)
+        first = np.ones(R, dtype=bool)
+        first[1:] = self.row_pair[1:] != self.row_pair[:-1]
+        self.group_start = np.maximum.accumulate(np.where(first, np.arange(R), 0))
+        last = np.ones(R, dtype=bool)
+        last[:-1] = first[1:]
+        end = np.empty(R, dtype=np.int64)
+        end[:-1] = self.row_step[1:]
+        end[last] = self.T
+        # a merge pair competes only before its own step
+        merge_step = np.full(len(tr.pairs), self.T + 1, dtype=np.int64)
+        # (a merge absent from every sample at its step has count 0 from then on: no clipping)
+        steps = np.arange(1, self.T + 1)
+        has = tr.merge_pair >= 0
+        merge_step[tr.merge_pair[has]] = steps[has]
+        end = np.minimum(end, merge_step[self.row_pair] - 1)
+        self.seg_lo = self.row_step + 1
+        self.seg_hi = end
+        self.seg_ok = self.seg_lo <= self.seg_hi
+        self.present = tr.merge_pair >= 0
+        self.merge_val_base = (tr.merge_counts * self.norm[:, None]).T  # (T, n)
+        self.timings = {"setup": time.perf_counter() - t0}
+
+    # -- scan ------------------------------------------------------------------------------
+    def scan(
+        self,
+        alpha: np.ndarray,
+        v_step: np.ndarray,
+        v_pair: np.ndarray,
+        tol: float,
+        per_segment: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Violated (step, pair) candidates at a solution: up to ``per_segment`` per segment.
+
+        Returns (steps 1-based, pair ids, violation), unsorted.
+        """
+        w = alpha * self.norm
+        R = len(self.row_key)
+        d = np.bincount(
+            self.ev_row_all, weights=w[self.ev_cat_all] * self.ev_delta_all, minlength=R
+        )
+        cs = np.cumsum(d)
+        before = np.where(self.group_start > 0, cs[self.group_start - 1], 0.0)
+        val = cs - before - v_pair[self.row_pair]
+        M = self.merge_val_base @ alpha + v_step
+        M = np.where(self.present, M, np.inf)
+        rmq = _SparseMin(M)
+        cand = np.flatnonzero(self.seg_ok & (val > tol))
+        if len(cand) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        seg, step0, viol = _enumerate_violations(
+            rmq, self.seg_lo[cand] - 1, self.seg_hi[cand] - 1, val[cand], per_segment, tol
+        )
+        return step0 + 1, self.row_pair[cand[seg]], viol
+
+    def row_coefficients(self, steps: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """(k, n) α-coefficients ĉ_{i,m(t)}(t) − ĉ_{i,p}(t) of the given constraints."""
+        out = np.empty((len(steps), self.n))
+        for i in range(self.n):
+            cp = self.tr.count(i, pairs, steps)
+            cm = self.tr.merge_counts[i, steps - 1]
+            out[:, i] = (cm - cp) * self.norm[i]
+        return out
+
+
+def _select(steps, pairs, viol, per_step: int, max_rows: int):
+    """Keep the ``per_step`` most violated candidates of each step, at most ``max_rows``."""
+    order = np.lexsort((-viol, steps))
+    s = steps[order]
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(s)), 0))
+    rank_in_step = np.arange(len(s)) - start
+    keep = order[rank_in_step < per_step]
+    if len(keep) > max_rows:
+        keep = keep[np.argsort(-viol[keep], kind="stable")[:max_rows]]
+    return steps[keep], pairs[keep], viol[keep]
+
+
+class _HighsBackend:
+    """HiGHS through highspy: rows appended to the live model, warm-started re-solves."""
+
+    name = "highs"
+
+    def __init__(self, n: int, T: int, method: str = "simplex", threads: int | None = None):
+        import highspy
+
+        self.hp = highspy
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("solver", method)
+        if threads:
+            h.setOptionValue("threads", threads)
+        inf = highspy.kHighsInf
+        # α columns (cost 0, [0,1]) then v_t columns (cost 1, [0, inf))
+        h.addCols(
+            n,
+            np.zeros(n),
+            np.zeros(n),
+            np.ones(n),
+            0,
+            np.array([], np.int32),
+            np.array([], np.int32),
+            np.array([]),
+        )
+        h.addCols(
+            T,
+            np.ones(T),
+            np.zeros(T),
+            np.full(T, inf),
+            0,
+            np.array([], np.int32),
+            np.array([], np.int32),
+            np.array([]),
+        )
+        h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+        self.h = h
+        self.n, self.T = n, T
+        self.ncols = n + T
+        self.inf = inf
+
+    def add_pair_columns(self, k: int) -> None:
+        if k:
+            e = np.array([], np.int32)
+            self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, self.inf), 0, e, e, np.array([]))
+            self.ncols += k
+
+    def add_rows(self, coef: np.ndarray, step_cols: np.ndarray, pair_cols: np.ndarray) -> None:
+        k, n = coef.shape
+        idx = np.concatenate(
+            [np.tile(np.arange(n), (k, 1)), step_cols[:, None], pair_cols[:, None]], axis=1
+        ).astype(np.int32)
+        val = np.concatenate([coef, np.ones((k, 2))], axis=1)
+        starts = (np.arange(k) * (n + 2)).astype(np.int32)
+        self.h.addRows(
+            k, np.zeros(k), np.full(k, self.inf), k * (n + 2), starts, idx.ravel(), val.ravel()
+        )
+
+    def solve(self) -> tuple[np.ndarray, float, str]:
+        self.h.run()
+        status = self.h.getModelStatus()
+        x = np.asarray(self.h.getSolution().col_value)
+        return (
+            x,
+            float(self.h.getInfo().objective_function_value),
+            self.h.modelStatusToString(status),
+        )
+
+
+class _PulpBackend:
+    """Any pulp solver; the model is rebuilt from arrays each round (pulp has no warm start)."""
+
+    def __init__(self, n: int, T: int, solver: str):
+        import pulp
+
+        self.pulp = pulp
+        self.name = f"pulp-{solver.lower()}"
+        self.n, self.T = n, T
+        self.solver_name = solver
+        self.rows_coef: list[np.ndarray] = []
+        self.rows_step: list[np.ndarray] = []
+        self.rows_pair: list[np.ndarray] = []
+        self.n_pair_cols = 0
+
+    def add_pair_columns(self, k: int) -> None:
+        self.n_pair_cols += k
+
+    def add_rows(self, coef, step_cols, pair_cols) -> None:
+        self.rows_coef.append(coef)
+        self.rows_step.append(step_cols)
+        self.rows_pair.append(pair_cols)
+
+    def _solver(self):
+        pulp = self.pulp
+        if self.solver_name == "HiGHS":
+            return pulp.HiGHS(msg=False)
+        return pulp.PULP_CBC_CMD(msg=False)
+
+    def solve(self):
+        pulp = self.pulp
+        n, T = self.n, self.T
+        prob = pulp.LpProblem("mixture", pulp.LpMinimize)
+        a = [pulp.LpVariable(f"a{i}", 0, 1) for i in range(n)]
+        coef = np.concatenate(self.rows_coef) if self.rows_coef else np.zeros((0, n))
+        sc = np.concatenate(self.rows_step) if self.rows_step else np.zeros(0, np.int64)
+        pc = np.concatenate(self.rows_pair) if self.rows_pair else np.zeros(0, np.int64)
+        used_steps = np.unique(sc)
+        vt = {int(c): pulp.LpVariable(f"vt{int(c)}", 0) for c in used_steps}
+        vp = {int(c): pulp.LpVariable(f"vp{int(c)}", 0) for c in np.unique(pc)}
+        prob += pulp.LpAffineExpression([(v, 1.0) for v in (*vt.values(), *vp.values())])
+        prob += pulp.LpAffineExpression([(x, 1.0) for x in a]) == 1, "simplex"
+        for r in range(len(coef)):
+            terms = [(a[i], float(coef[r, i])) for i in range(n) if coef[r, i] != 0.0]
+            terms.append((vt[int(sc[r])], 1.0))
+            terms.append((vp[int(pc[r])], 1.0))
+            prob += pulp.LpConstraint(
+                pulp.LpAffineExpression(terms), pulp.LpConstraintGE, f"r{r}", 0.0
+            )
+        status = prob.solve(self._solver())
+        x = np.zeros(n + T + self.n_pair_cols)
+        x[:n] = [v.value() or 0.0 for v in a]
+        for c, v in vt.items():
+            x[c] = v.value() or 0.0
+        for c, v in vp.items():
+            x[c] = v.value() or 0.0
+        return x, float(pulp.value(prob.objective) or 0.0), pulp.LpStatus[status]
+
+
+def solve_mixture(
+    tr: Trajectories,
+    *,
+    solver: str = "highs",
+    per_step: int = 1,
+    per_segment: int = 1,
+    max_rows_per_round: int = 20000,
+    max_rounds: int = 500,
+    tol: float = 1e-6,
+    scale: float = 1e6,
+    progress: Callable[[dict], None] | None = None,
+) -> LPResult:
+    """Solve the mixture LP to optimality by constraint generation."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    lp = MixtureLP(tr, scale=scale)
+    timings["setup"] = time.perf_counter() - t0
+    n, T = lp.n, lp.T
+    if not np.any(lp.present):
+        raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
+    if solver == "highs":
+        be = _HighsBackend(n, T)
+    elif solver in ("pulp-highs", "pulp-cbc"):
+        be = _PulpBackend(n, T, "HiGHS" if solver == "pulp-highs" else "CBC")
+    else:
+        raise ValueError(f"unknown solver {solver!r}; available: {available_solvers()}")
+    pair_col: dict[int, int] = {}
+    alpha = np.full(n, 1.0 / n)
+    x = np.zeros(n + T)
+    v_step = np.zeros(T)
+    v_pair_full = np.zeros(len(tr.pairs))
+    objective = 0.0
+    rows = 0
+    history: list[dict] = []
+    t_scan = t_build = t_solve = 0.0
+    optimal = False
+    max_viol = np.inf
+    status = ""
+    rnd = 0
+    for rnd in range(1, max_rounds + 1):
+        ts = time.perf_counter()
+        steps, pairs, viol = lp.scan(alpha, v_step, v_pair_full, tol, per_segment)
+        t_scan += time.perf_counter() - ts
+        max_viol = float(viol.max()) if len(viol) else 0.0
+        if len(viol) == 0:
+            optimal = True
+            break
+        steps, pairs, viol = _select(steps, pairs, viol, per_step, max_rows_per_round)
+        tb = time.perf_counter()
+        new_pairs = [int(p) for p in np.unique(pairs) if int(p) not in pair_col]
+        base = n + T + len(pair_col)
+        for j, p in enumerate(new_pairs):
+            pair_col[p] = base + j
+        be.add_pair_columns(len(new_pairs))
+        coef = lp.row_coefficients(steps, pairs)
+        step_cols = n + steps - 1
+        pair_cols = np.array([pair_col[int(p)] for p in pairs], dtype=np.int64)
+        be.add_rows(coef, step_cols, pair_cols)
+        rows += len(steps)
+        t_build += time.perf_counter() - tb
+        tv = time.perf_counter()
+        x, objective, status = be.solve()
+        t_solve += time.perf_counter() - tv
+        alpha = np.clip(x[:n], 0, None)
+        alpha = alpha / alpha.sum() if alpha.sum() > 0 else np.full(n, 1.0 / n)
+        v_step = x[n : n + T]
+        if pair_col:
+            cols = np.fromiter(pair_col.values(), dtype=np.int64)
+            ids = np.fromiter(pair_col.keys(), dtype=np.int64)
+            v_pair_full[ids] = x[cols]
+        info = {
+            "round": rnd,
+            "violated": len(viol),
+            "added": len(steps),
+            "rows": rows,
+            "objective": objective,
+            "max_violation": max_viol,
+            "status": status,
+            "alpha": alpha.tolist(),
+        }
+        history.append(info)
+        if progress:
+            progress(info)
+        if status not in ("Optimal", "Optimal solution found"):
+            raise RuntimeError(f"LP solver {be.name} returned status {status!r} in round {rnd}")
+    timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
+    ab = alpha * tr.n_bytes / tr.total_pairs
+    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    return LPResult(
+        alpha_pairs=alpha,
+        alpha_bytes=ab,
+        objective=objective,
+        rounds=rnd,
+        rows=rows,
+        pair_slacks=len(pair_col),
+        optimal=optimal,
+        max_violation=max_viol,
+        solver=be.name,
+        steps_used=int(lp.present.sum()),
+        timings=timings,
+        history=history,
+        step_slack=v_step,
+    )
+
+
+def _enumerate_violations(rmq: _SparseMin, lo, hi, val, limit_per_seg: int, tol: float):
+    """All (or up to ``limit_per_seg`` per segment) steps t in [lo, hi] with val > M(t) + tol.
+
+    Vectorised bisection: query the range minimum; if violated, emit it and split the range
+    around it. Returns (segment index, step index 0-based, violation)."""
+    seg = np.arange(len(lo))
+    out_s, out_t, out_v = [], [], []
+    count = np.zeros(len(lo), dtype=np.int64)
+    while len(seg):
+        m, arg = rmq.query(lo, hi)
+        v = val[seg] - m
+        ok = (v > tol) & (count[seg] < limit_per_seg)
+        seg, lo, hi, arg, v = seg[ok], lo[ok], hi[ok], arg[ok], v[ok]
+        out_s.append(seg)
+        out_t.append(arg)
+        out_v.append(v)
+        np.add.at(count, seg, 1)
+        left = arg - 1 >= lo
+        right = arg + 1 <= hi
+        seg = np.concatenate([seg[left], seg[right]])
+        lo, hi = (
+            np.concatenate([lo[left], arg[right] + 1]),
+            np.concatenate([arg[left] - 1, hi[right]]),
+        )
+    if not out_s:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0)
+    return np.concatenate(out_s), np.concatenate(out_t), np.concatenate(out_v)

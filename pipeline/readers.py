@@ -1,0 +1,816 @@
+"""Streaming document readers.
+
+``iter_documents(url)`` yields :class:`Document` objects from one file, read through
+``fsspec`` (local paths, ``file://``, ``memory://`` and any other fsspec URL), without ever
+holding a whole file in memory. Supported formats, chosen by file extension:
+
+* ``.jsonl`` / ``.json`` -- JSON lines: one JSON object a line, the text in ``text_field``.
+  The document id is the record's ``id`` field when it is a string or an integer, otherwise
+  ``"{url}#{line_number}"`` (line numbers start at 1). Blank lines are skipped.
+* ``.txt`` -- plain text, one document per *paragraph*: a maximal run of non-blank lines
+  (a blank line is empty or whitespace-only). ``\\r\\n`` is normalised to ``\\n`` and the
+  paragraph's final newline is dropped. A paragraph never exceeds ``MAX_TEXT_DOC_BYTES``
+  (1 MiB) of input: a longer one is cut at a line boundary (a single line longer than that
+  at a UTF-8 character boundary) and continues in the next document. Ids are
+  ``"{url}#{k}"`` with ``k`` the paragraph index (from 0).
+* ``.parquet`` -- read in record batches (only the ``text_field`` column and, when present,
+  ``id``). The id is the ``id`` value, otherwise ``"{url}#{row}"``.
+
+The text formats may be compressed: ``.gz``, ``.bz2``, ``.xz`` (through fsspec's compression
+support) or ``.zst`` (decompressed here with ``zstandard``, frame by frame, so that files made
+of several frames are read completely and a truncated last frame is detected; fsspec's own
+zstd reader stops silently in both cases).
+
+Bad input never stops a read and is never dropped silently. Everything is counted, per file
+and reason, in a :class:`ReadErrors` collector; ``ReadErrors.warnings()`` turns the counts
+into readable lines that name the files:
+
+* invalid UTF-8 is decoded with U+FFFD replacement; the replaced *bytes* are counted
+  (``invalid_utf8``); lone surrogates coming from JSON ``\\uD800``-style escapes are replaced
+  too (``lone_surrogate``);
+* a JSON line that does not parse, or is not an object, is skipped (``bad_json``, the
+  first few kept with their line numbers);
+* a record without the text field (``missing_text``) or whose text is not a string
+  (``non_string_text``) is skipped;
+* empty documents are yielded (callers decide) and counted (``empty``);
+* a truncated ``.gz``/``.zst``/... file yields every document before the cut and records
+  ``truncated``; undecodable compressed data records ``corrupt``; an unreadable Parquet file
+  records ``corrupt``; a file that cannot be opened records ``unreadable``; a file that
+  yields no document at all without any other problem records ``no_documents``.
+
+When no collector is passed, problems are logged as warnings (``logging``) at the end of
+each file instead.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import json
+import logging
+import lzma
+import posixpath
+import re
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import fsspec
+
+__all__ = [
+    "BAD_JSON",
+    "COMPRESSIONS",
+    "CORRUPT",
+    "EMPTY",
+    "FORMATS",
+    "INVALID_UTF8",
+    "LONE_SURROGATE",
+    "MAX_TEXT_DOC_BYTES",
+    "MISSING_TEXT",
+    "NON_STRING_TEXT",
+    "NO_DOCUMENTS",
+    "TRUNCATED",
+    "UNREADABLE",
+    "Document",
+    "ReadErrors",
+    "decode_utf8",
+    "detect_format",
+    "expand_paths",
+    "is_supported",
+    "iter_documents",
+    "strip_known_extensions",
+    "utf8_len",
+]
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------
+# Formats
+
+#: format extensions (the part before an optional compression extension)
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt", ".parquet": "parquet"}
+#: compression extensions allowed after a text format, mapped to our codec names
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+
+#: largest input (bytes) for one ``.txt`` document
+MAX_TEXT_DOC_BYTES = 1 << 20
+_CHUNK = 1 << 18  # bytes read at a time (decompressed)
+_ZSTD_IN_CHUNK = 1 << 12  # compressed bytes fed to zstd at a time (bounds output per call)
+_PARQUET_BATCH = 1024
+
+
+def _split_ext(name: str) -> tuple[str, str | None, str | None]:
+    """``name`` -> (stem, format extension, compression extension), lower-cased extensions."""
+    base = posixpath.basename(name.rstrip("/"))
+    lower = base.lower()
+    comp = None
+    for ext in COMPRESSIONS:
+        if lower.endswith(ext):
+            comp = ext
+            base, lower = base[: -len(ext)], lower[: -len(ext)]
+            break
+    for ext in FORMATS:
+        if lower.endswith(ext) and len(lower) > len(ext):
+            if ext == ".parquet" and comp is not None:
+                return base, None, comp
+            return base[: -len(ext)], ext, comp
+    return base, None, comp
+
+
+def detect_format(url: str) -> tuple[str, str | None]:
+    """Return ``(format, compression)`` for ``url``: format is ``jsonl``, ``txt`` or
+    ``parquet``; compression is ``gzip``, ``bz2``, ``xz``, ``zstd`` or ``None``.
+
+    Raises ``ValueError`` for an unsupported extension.
+    """
+    _, fmt, comp = _split_ext(url)
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise ValueError(
+            f"unsupported file type: {url!r} (known: {known}, text formats optionally "
+            f"followed by {', '.join(COMPRESSIONS)})"
+        )
+    return FORMATS[fmt], (COMPRESSIONS[comp] if comp else None)
+
+
+def is_supported(url: str) -> bool:
+    """Whether :func:`iter_documents` can read ``url`` (judged by its extension)."""
+    return _split_ext(url)[1] is not None
+
+
+def strip_known_extensions(name: str) -> str:
+    """``"dir/en.jsonl.gz"`` -> ``"en"``: the base name without format/compression extensions."""
+    stem = posixpath.basename(name.rstrip("/"))
+    while True:
+        new, fmt, comp = _split_ext(stem)
+        if fmt is None and comp is None:
+            return stem
+        if new == stem or not new:
+            return stem
+        stem = new
+
+
+# --------------------------------------------------------------------------------------
+# Error collector
+
+INVALID_UTF8 = "invalid_utf8"
+LONE_SURROGATE = "lone_surrogate"
+BAD_JSON = "bad_json"
+MISSING_TEXT = "missing_text"
+NON_STRING_TEXT = "non_string_text"
+EMPTY = "empty"
+TRUNCATED = "truncated"
+CORRUPT = "corrupt"
+UNREADABLE = "unreadable"
+NO_DOCUMENTS = "no_documents"
+
+#: reason -> description of what the count measures
+_LABELS = {
+    INVALID_UTF8: "invalid UTF-8 byte(s) replaced with U+FFFD",
+    LONE_SURROGATE: "lone surrogate(s) replaced with U+FFFD",
+    BAD_JSON: "malformed JSON line(s) skipped",
+    MISSING_TEXT: "record(s) without a text field skipped",
+    NON_STRING_TEXT: "record(s) whose text is not a string skipped",
+    EMPTY: "empty document(s)",
+    TRUNCATED: "truncated: documents after the cut are missing",
+    CORRUPT: "corrupt: reading stopped",
+    UNREADABLE: "unreadable: nothing read",
+    NO_DOCUMENTS: "file holds no documents",
+}
+#: reasons about a whole file (a count of 1 per file)
+FILE_REASONS = frozenset({TRUNCATED, CORRUPT, UNREADABLE, NO_DOCUMENTS})
+
+
+class ReadErrors:
+    """Counts reading problems per file and reason and keeps the first few details.
+
+    ``count`` is in the unit of the reason: bytes for ``invalid_utf8``, lines or records for
+    the per-record reasons, 1 for the whole-file reasons (``truncated``, ``corrupt``,
+    ``unreadable``, ``no_documents``). Collectors can be merged (e.g. from parallel tasks) and
+    pickled.
+    """
+
+    def __init__(self, max_examples: int = 5) -> None:
+        self.max_examples = max_examples
+        self._counts: dict[str, dict[str, int]] = {}
+        self._examples: dict[str, dict[str, list[str]]] = {}
+        self._events: dict[str, dict[str, int]] = {}  # number of add() calls
+
+    def add(self, url: str, reason: str, detail: str | None = None, count: int = 1) -> None:
+        """Record ``count`` occurrences of ``reason`` in ``url`` (``detail`` kept if among
+        the first ``max_examples``)."""
+        if count <= 0:
+            return
+        per_file = self._counts.setdefault(url, {})
+        per_file[reason] = per_file.get(reason, 0) + count
+        events = self._events.setdefault(url, {})
+        events[reason] = events.get(reason, 0) + 1
+        if detail is not None:
+            ex = self._examples.setdefault(url, {}).setdefault(reason, [])
+            if len(ex) < self.max_examples:
+                ex.append(detail)
+
+    def count(self, reason: str | None = None, url: str | None = None) -> int:
+        """Total count, optionally restricted to one reason and/or one file."""
+        files = [url] if url is not None else list(self._counts)
+        total = 0
+        for f in files:
+            per_file = self._counts.get(f, {})
+            if reason is None:
+                total += sum(per_file.values())
+            else:
+                total += per_file.get(reason, 0)
+        return total
+
+    def by_file(self) -> dict[str, dict[str, int]]:
+        """``{url: {reason: count}}`` (a copy)."""
+        return {f: dict(r) for f, r in self._counts.items()}
+
+    def examples(self, url: str, reason: str) -> list[str]:
+        """The first details recorded for ``url`` and ``reason``."""
+        return list(self._examples.get(url, {}).get(reason, []))
+
+    def files(self, reason: str | None = None) -> list[str]:
+        """Files with at least one problem (of ``reason`` when given), in first-seen order."""
+        return [f for f, r in self._counts.items() if (reason in r if reason else r)]
+
+    @property
+    def has_file_errors(self) -> bool:
+        """Whether some file was truncated, corrupt or unreadable."""
+        return any(
+            r in (TRUNCATED, CORRUPT, UNREADABLE) for per in self._counts.values() for r in per
+        )
+
+    def merge(self, other: ReadErrors) -> None:
+        """Add ``other``'s counts and examples into this collector."""
+        for url, per_file in other._counts.items():
+            for reason, n in per_file.items():
+                ex = other._examples.get(url, {}).get(reason, [])
+                self.add(url, reason, None, n)
+                events = self._events[url]
+                events[reason] += other._events.get(url, {}).get(reason, 1) - 1
+                mine = self._examples.setdefault(url, {}).setdefault(reason, [])
+                for d in ex:
+                    if len(mine) >= self.max_examples:
+                        break
+                    mine.append(d)
+
+    def warnings(self, url: str | None = None) -> list[str]:
+        """One readable line per file and reason, e.g.
+        ``"data/x.jsonl: 2 malformed JSON line(s) skipped (line 3: ...; line 9: ...)"``."""
+        lines = []
+        files = [url] if url is not None else list(self._counts)
+        for f in files:
+            for reason, n in self._counts.get(f, {}).items():
+                label = _LABELS.get(reason, reason)
+                head = f"{f}: {label}" if reason in FILE_REASONS else f"{f}: {n} {label}"
+                ex = self._examples.get(f, {}).get(reason, [])
+                if ex:
+                    n_events = self._events.get(f, {}).get(reason, 0)
+                    more = " ..." if n_events > len(ex) else ""
+                    head += f" ({'; '.join(ex)}{more})"
+                lines.append(head)
+        return lines
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def __repr__(self) -> str:
+        return f"ReadErrors({self.by_file()!r})"
+
+
+# --------------------------------------------------------------------------------------
+# Decoding
+
+_tls = threading.local()
+_REPLACE_COUNT = "mixtrace.replace_count"
+
+
+def _replace_and_count(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _tls.replaced = getattr(_tls, "replaced", 0) + (exc.end - exc.start)
+    return "\ufffd", exc.end
+
+
+codecs.register_error(_REPLACE_COUNT, _replace_and_count)
+
+
+def decode_utf8(data: bytes) -> tuple[str, int]:
+    """Decode ``data`` as UTF-8, replacing invalid bytes with U+FFFD.
+
+    Returns ``(text, number of bytes replaced)``.
+    """
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        pass
+    _tls.replaced = 0
+    text = data.decode("utf-8", _REPLACE_COUNT)
+    return text, _tls.replaced
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def utf8_len(text: str) -> int:
+    """UTF-8 length of ``text`` in bytes (``text`` must not contain lone surrogates)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _clean_len(text: str) -> tuple[str, int, int]:
+    """``(text with lone surrogates replaced, UTF-8 length, number replaced)``."""
+    if text.isascii():
+        return text, len(text), 0
+    try:
+        return text, len(text.encode("utf-8")), 0
+    except UnicodeEncodeError:
+        fixed, n = _SURROGATES.subn("\ufffd", text)
+        return fixed, len(fixed.encode("utf-8")), n
+
+
+# --------------------------------------------------------------------------------------
+# Documents
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document: ``n_bytes`` is the UTF-8 length of ``text``; ``source`` the file URL."""
+
+    id: str
+    text: str
+    source: str
+    n_bytes: int
+
+
+class _ReadFailure:
+    """Set by the chunk readers when the underlying stream failed (instead of raising)."""
+
+    __slots__ = ("detail", "reason")
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.detail: str | None = None
+
+    def set(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+
+def _zstd_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import zstandard
+
+        return (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        return ()
+
+
+_DECOMPRESS_ERRORS = (OSError, ValueError, zlib.error, lzma.LZMAError, *_zstd_errors())
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}"
+
+
+class _Decompressor:
+    """Incremental decompression of one gzip member / bz2, xz stream / zstd frame.
+
+    ``step(data)`` returns ``(output, unconsumed input, stream ended)``; the output of one
+    call is bounded (at most ``_CHUNK`` bytes for gzip/bz2/xz, the zstd output of at most
+    ``_ZSTD_IN_CHUNK`` input bytes) so that highly compressed data never inflates in one go.
+    """
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        if codec == "gzip":
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif codec == "bz2":
+            self._d = bz2.BZ2Decompressor()
+        elif codec == "xz":
+            self._d = lzma.LZMADecompressor()
+        else:
+            import zstandard
+
+            self._d = zstandard.ZstdDecompressor().decompressobj()
+
+    @property
+    def wants_input(self) -> bool:
+        """False while bz2/xz still hold input they have not turned into output."""
+        return self.codec not in ("bz2", "xz") or self._d.needs_input
+
+    def step(self, data: bytes) -> tuple[bytes, bytes, bool]:
+        d = self._d
+        if self.codec == "zstd":
+            head, tail = data[:_ZSTD_IN_CHUNK], data[_ZSTD_IN_CHUNK:]
+            out = d.decompress(head)
+            if d.eof:
+                return out, d.unused_data + tail, True
+            return out, tail, False
+        out = d.decompress(data, _CHUNK)
+        if d.eof:
+            return out, d.unused_data, True
+        return out, (d.unconsumed_tail if self.codec == "gzip" else b""), False
+
+
+def _decompressed_chunks(raw, codec: str, failure: _ReadFailure) -> Iterator[bytes]:
+    """Decompress ``raw`` (members/frames/streams one after another), yielding bounded
+    chunks. Sets ``failure`` instead of raising: ``truncated`` when the input ends inside
+    a stream, ``corrupt`` when the data cannot be decoded."""
+    dec: _Decompressor | None = None
+    buf = b""
+    at_eof = False
+    n_streams = 0
+    while True:
+        if not buf and not at_eof and (dec is None or dec.wants_input):
+            try:
+                buf = raw.read(_CHUNK)
+            except OSError as exc:
+                failure.set(CORRUPT, f"read error: {_describe(exc)}")
+                return
+            at_eof = not buf
+        if dec is None:
+            if codec == "gzip":
+                buf = buf.lstrip(b"\x00")  # zero padding after a member (as gzip allows)
+            if not buf:
+                if at_eof:
+                    return
+                continue
+            dec = _Decompressor(codec)
+            n_streams += 1
+        try:
+            out, buf, ended = dec.step(buf)
+        except _DECOMPRESS_ERRORS as exc:
+            where = f"stream {n_streams}: " if n_streams > 1 else ""
+            failure.set(CORRUPT, f"{codec}: {where}{_describe(exc)}")
+            return
+        if out:
+            yield out
+        if ended:
+            dec = None
+        elif at_eof and not buf and not out:
+            failure.set(TRUNCATED, f"{codec} data ends in the middle of a stream")
+            return
+
+
+def _plain_chunks(fh, failure: _ReadFailure) -> Iterator[bytes]:
+    while True:
+        try:
+            data = fh.read(_CHUNK)
+        except OSError as exc:
+            failure.set(CORRUPT, f"read error: {_describe(exc)}")
+            return
+        if not data:
+            return
+        yield data
+
+
+def _utf8_cut(buf: bytes | bytearray, limit: int) -> int:
+    """Largest cut position <= ``limit`` that does not split a UTF-8 sequence (>= 1)."""
+    cut = limit
+    while cut > max(limit - 3, 1) and (buf[cut] & 0xC0) == 0x80:
+        cut -= 1
+    if (buf[cut] & 0xC0) == 0x80:  # not valid UTF-8 there anyway: cut at the limit
+        return limit
+    return cut
+
+
+def _iter_lines(chunks: Iterable[bytes], max_len: int | None = None) -> Iterator[bytes]:
+    """Split a byte stream into lines (each keeps its ``\\n``; the last one may lack it).
+
+    With ``max_len``, longer lines come out in pieces of at most ``max_len`` bytes, cut at
+    UTF-8 character boundaries; only the final piece ends with ``\\n``.
+    """
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            while max_len is not None and nl + 1 - start > max_len:
+                cut = start + _utf8_cut(buf[start:], max_len)
+                yield bytes(buf[start:cut])
+                start = cut
+            yield bytes(buf[start : nl + 1])
+            start = nl + 1
+        del buf[:start]
+        while max_len is not None and len(buf) > max_len:
+            cut = _utf8_cut(buf, max_len)
+            yield bytes(buf[:cut])
+            del buf[:cut]
+    if buf:
+        yield bytes(buf)
+
+
+def iter_documents(
+    url: str,
+    *,
+    text_field: str = "text",
+    errors: ReadErrors | None = None,
+    id_field: str = "id",
+) -> Iterator[Document]:
+    """Stream the documents of one file (see the module docstring for formats and errors).
+
+    Raises ``ValueError`` at once for an unsupported extension; every other problem is
+    recorded in ``errors`` (or logged when ``errors`` is None) and never raised.
+    """
+    fmt, compression = detect_format(url)
+    return _iter_documents(url, fmt, compression, text_field, id_field, errors)
+
+
+def _iter_documents(
+    url: str,
+    fmt: str,
+    compression: str | None,
+    text_field: str,
+    id_field: str,
+    errors: ReadErrors | None,
+) -> Iterator[Document]:
+    own = errors is None
+    coll = ReadErrors() if errors is None else errors
+    before_file_errors = {
+        r: coll.count(r, url) for r in (TRUNCATED, CORRUPT, UNREADABLE, NO_DOCUMENTS)
+    }
+    n_docs = 0
+    try:
+        if fmt == "parquet":
+            gen = _read_parquet(url, text_field, id_field, coll)
+        else:
+            gen = _read_text_format(url, fmt, compression, text_field, id_field, coll)
+        for doc in gen:
+            n_docs += 1
+            if doc.n_bytes == 0:
+                coll.add(url, EMPTY, f"{doc.id}")
+            yield doc
+        if n_docs == 0 and all(
+            coll.count(r, url) == before_file_errors[r] for r in before_file_errors
+        ):
+            coll.add(url, NO_DOCUMENTS)
+    finally:
+        if own:
+            for line in coll.warnings(url):
+                logger.warning("%s", line)
+
+
+def _open_failed(url: str, exc: BaseException, coll: ReadErrors) -> None:
+    coll.add(url, UNREADABLE, _describe(exc))
+
+
+def _read_text_format(
+    url: str,
+    fmt: str,
+    compression: str | None,
+    text_field: str,
+    id_field: str,
+    coll: ReadErrors,
+) -> Iterator[Document]:
+    failure = _ReadFailure()
+    try:
+        fh = fsspec.open(url, "rb").open()
+    except OSError as exc:
+        _open_failed(url, exc, coll)
+        return
+    try:
+        if compression is None:
+            chunks = _plain_chunks(fh, failure)
+        else:
+            chunks = _decompressed_chunks(fh, compression, failure)
+        if fmt == "txt":
+            yield from _txt_documents(url, _iter_lines(chunks, MAX_TEXT_DOC_BYTES), coll)
+        else:
+            yield from _jsonl_documents(
+                url, _iter_lines(chunks), text_field, id_field, coll, failure
+            )
+    finally:
+        fh.close()
+    if failure.reason is not None:
+        coll.add(url, failure.reason, failure.detail)
+
+
+def _txt_documents(url: str, lines: Iterator[bytes], coll: ReadErrors) -> Iterator[Document]:
+    para: list[bytes] = []
+    size = 0
+    k = 0
+
+    def flush() -> Document:
+        raw = b"".join(para)
+        text, bad = decode_utf8(raw)
+        if bad:
+            coll.add(url, INVALID_UTF8, f"paragraph {k}", bad)
+        if text.endswith("\n"):
+            text = text[:-1]
+        return Document(f"{url}#{k}", text, url, utf8_len(text))
+
+    for raw in lines:
+        if not raw.strip():
+            if para:
+                yield flush()
+                k += 1
+                para, size = [], 0
+            continue
+        if raw.endswith(b"\r\n"):
+            raw = raw[:-2] + b"\n"
+        if para and size + len(raw) > MAX_TEXT_DOC_BYTES:
+            yield flush()
+            k += 1
+            para, size = [], 0
+        para.append(raw)
+        size += len(raw)
+    if para:
+        yield flush()
+
+
+def _record_id(value: object, fallback: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return fallback
+
+
+def _jsonl_documents(
+    url: str,
+    lines: Iterator[bytes],
+    text_field: str,
+    id_field: str,
+    coll: ReadErrors,
+    failure: _ReadFailure,
+) -> Iterator[Document]:
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        if failure.reason is not None and not raw.endswith(b"\n"):
+            # the fragment left by a truncated/corrupt stream: keep it only if it is whole
+            try:
+                json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):
+                failure.detail = f"{failure.detail}; incomplete line {lineno} dropped"
+                continue
+        line, bad = decode_utf8(raw)
+        if bad:
+            coll.add(url, INVALID_UTF8, f"line {lineno}", bad)
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            coll.add(url, BAD_JSON, f"line {lineno}: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            coll.add(url, BAD_JSON, f"line {lineno}: not a JSON object ({type(obj).__name__})")
+            continue
+        if text_field not in obj or obj[text_field] is None:
+            what = "null" if text_field in obj else "missing"
+            coll.add(url, MISSING_TEXT, f"line {lineno}: {text_field!r} {what}")
+            continue
+        text = obj[text_field]
+        if not isinstance(text, str):
+            coll.add(
+                url,
+                NON_STRING_TEXT,
+                f"line {lineno}: {text_field!r} is {type(text).__name__}",
+            )
+            continue
+        text, n_bytes, n_sur = _clean_len(text)
+        if n_sur:
+            coll.add(url, LONE_SURROGATE, f"line {lineno}", n_sur)
+        yield Document(_record_id(obj.get(id_field), f"{url}#{lineno}"), text, url, n_bytes)
+
+
+def _read_parquet(url: str, text_field: str, id_field: str, coll: ReadErrors) -> Iterator[Document]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        fh = fsspec.open(url, "rb").open()
+    except OSError as exc:
+        _open_failed(url, exc, coll)
+        return
+    try:
+        try:
+            pf = pq.ParquetFile(fh)
+            names = pf.schema_arrow.names
+        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+            coll.add(url, CORRUPT, f"not a readable Parquet file: {exc}")
+            return
+        if text_field not in names:
+            n_rows = pf.metadata.num_rows if pf.metadata is not None else 0
+            coll.add(
+                url,
+                MISSING_TEXT,
+                f"no {text_field!r} column (columns: {', '.join(names)})",
+                max(n_rows, 1),
+            )
+            return
+        columns = [text_field]
+        if id_field in names and id_field != text_field:
+            columns.append(id_field)
+        row = 0
+        try:
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
+                texts = batch.column(0).to_pylist()
+                ids = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+                for text, rid in zip(texts, ids, strict=True):
+                    doc = _parquet_doc(url, row, text, rid, text_field, coll)
+                    row += 1
+                    if doc is not None:
+                        yield doc
+        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+            coll.add(url, CORRUPT, f"row {row}: {exc}")
+    finally:
+        fh.close()
+
+
+def _parquet_doc(
+    url: str, row: int, text: object, rid: object, text_field: str, coll: ReadErrors
+) -> Document | None:
+    if text is None:
+        coll.add(url, MISSING_TEXT, f"row {row}: {text_field!r} null")
+        return None
+    if isinstance(text, bytes | bytearray):
+        text, bad = decode_utf8(bytes(text))
+        if bad:
+            coll.add(url, INVALID_UTF8, f"row {row}", bad)
+    if not isinstance(text, str):
+        coll.add(url, NON_STRING_TEXT, f"row {row}: {text_field!r} is {type(text).__name__}")
+        return None
+    text, n_bytes, n_sur = _clean_len(text)
+    if n_sur:
+        coll.add(url, LONE_SURROGATE, f"row {row}", n_sur)
+    return Document(_record_id(rid, f"{url}#{row}"), text, url, n_bytes)
+
+
+# --------------------------------------------------------------------------------------
+# Path expansion
+
+
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _has_protocol(spec: str) -> bool:
+    return "://" in spec or "::" in spec
+
+
+def _hidden_below(root: str, path: str) -> bool:
+    rel = path[len(root) :].lstrip("/") if path.startswith(root) else posixpath.basename(path)
+    return any(part.startswith(".") for part in rel.split("/") if part)
+
+
+def _walk(fs, root: str) -> list[str]:
+    root = root.rstrip("/")
+    found = fs.find(root, detail=True)
+    return sorted(
+        p
+        for p, info in found.items()
+        if info.get("type") != "directory" and is_supported(p) and not _hidden_below(root, p)
+    )
+
+
+def expand_paths(spec: str | list[str]) -> list[str]:
+    """Expand files, folders and globs into a sorted, de-duplicated list of readable files.
+
+    * a file is kept as is (``ValueError`` when its type is not supported);
+    * a folder gives every supported file below it (recursively, hidden entries skipped);
+    * a glob (``*``, ``?``, ``[...]``, ``**``) gives its matching supported files (and the
+      supported files inside matching folders).
+
+    Each pattern's files are sorted; patterns keep their order; duplicates are dropped.
+    Local paths come back as absolute paths, URLs with their protocol. Raises
+    ``FileNotFoundError`` naming the pattern when a pattern matches nothing.
+    """
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    if not patterns:
+        raise FileNotFoundError("no paths given")
+    out: list[str] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern)
+        files: list[str] = []
+        if _has_magic(path):
+            matches = fs.glob(path, detail=True)
+            for p in sorted(matches):
+                if matches[p].get("type") == "directory":
+                    files.extend(_walk(fs, p))
+                elif is_supported(p):
+                    files.append(p)
+        elif fs.isdir(path):
+            files = _walk(fs, path)
+        elif fs.exists(path):
+            if not is_supported(path):
+                detect_format(path)  # raises ValueError with the details
+            files = [path]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {pattern!r}")
+        if not files:
+            raise FileNotFoundError(
+                f"{pattern!r} matches no supported files "
+                f"({', '.join(sorted(FORMATS))}, optionally {', '.join(COMPRESSIONS)})"
+            )
+        for p in files:
+            u = fs.unstrip_protocol(p) if _has_protocol(pattern) else p
+            if u not in seen:
+                seen.add(u)
+                out.append(u)
+    return out
