@@ -106,6 +106,7 @@ class BPEModel:
         self.n_merges = len(merges)
         self.vocab_size = len(self.tokens)
         self._encoder = None
+        self._alpha_chars: frozenset[str] | None = None
 
     # -- symbol space ---------------------------------------------------------------------
     def symbol_str(self, token: bytes) -> str:
@@ -124,6 +125,29 @@ class BPEModel:
             inv = _U2B
             return [inv[ch] for ch in word]
         return [self.id_of[ch.encode("utf-8")] for ch in word]
+
+    def split_unknown(self, word_counts: Mapping[str, int]) -> Mapping[str, int]:
+        """Split words at characters outside a char-level alphabet (they never merge)."""
+        alpha = self._alpha_chars
+        if alpha is None:
+            alpha = self._alpha_chars = frozenset(
+                t.decode("utf-8") for t in self.tokens[: self.n_base]
+            )
+        out: Counter = Counter()
+        for w, f in word_counts.items():
+            if alpha.issuperset(w):
+                out[w] += f
+                continue
+            run: list[str] = []
+            for ch in w:
+                if ch in alpha:
+                    run.append(ch)
+                elif run:
+                    out["".join(run)] += f
+                    run = []
+            if run:
+                out["".join(run)] += f
+        return out
 
     @property
     def encoder(self):
@@ -182,7 +206,13 @@ class CategoryCounts:
 def count_tokens(
     model: BPEModel, word_counts: Mapping[str, int], n_bytes: int = 0
 ) -> CategoryCounts:
-    """Encode each distinct word once and count final tokens and adjacent token pairs."""
+    """Encode each distinct word once and count final tokens and adjacent token pairs.
+
+    For a character-level model, characters outside its alphabet (SentencePiece byte fallback)
+    never take part in a merge: words are split at them, as SentencePiece training does.
+    """
+    if model.base == "char":
+        word_counts = model.split_unknown(word_counts)
     words = [w for w in word_counts if w]
     freqs = np.fromiter((word_counts[w] for w in words), dtype=np.int64, count=len(words))
     enc = model.encode_words(words)

@@ -26,6 +26,7 @@ each round.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ import numpy as np
 
 from .counting import Trajectories
 
-__all__ = ["LPResult", "MixtureLP", "available_solvers", "solve_mixture"]
+__all__ = ["LPResult", "MixtureLP", "available_solvers", "solve_mixture", "solve_mixture_kelley"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -354,16 +357,38 @@ class _PulpBackend:
 def solve_mixture(
     tr: Trajectories,
     *,
+    method: str = "rows",
     solver: str = "highs",
-    per_step: int = 1,
-    per_segment: int = 1,
-    max_rows_per_round: int = 20000,
-    max_rounds: int = 500,
+    per_step: int = 2,
+    per_segment: int = 8,
+    max_rows_per_round: int = 50000,
+    max_rounds: int = 2000,
     tol: float = 1e-6,
     scale: float = 1e6,
     progress: Callable[[dict], None] | None = None,
 ) -> LPResult:
-    """Solve the mixture LP to optimality by constraint generation."""
+    """Solve the mixture LP to optimality by constraint generation.
+
+    ``method="rows"`` (default): the full LP, violated rows appended each round (per round, up
+    to ``per_segment`` violated steps of each violated pair segment, then the ``per_step`` most
+    violated pairs of each step, at most ``max_rows_per_round``). ``method="kelley"``: cutting
+    planes over α with the slack LP solved exactly inside (:func:`solve_mixture_kelley`); the
+    same optimum, measured slower on our instances (bench/README).
+    """
+    if method == "kelley":
+        if solver != "highs":
+            raise ValueError("method 'kelley' uses HiGHS through highspy")
+        return solve_mixture_kelley(
+            tr,
+            tol=tol,
+            scale=scale,
+            per_step=per_step,
+            per_segment=per_segment,
+            max_rows_per_round=max_rows_per_round,
+            progress=progress,
+        )
+    if method != "rows":
+        raise ValueError(f"unknown LP method {method!r} (rows, kelley)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lp = MixtureLP(tr, scale=scale)
@@ -390,6 +415,9 @@ def solve_mixture(
     max_viol = np.inf
     status = ""
     rnd = 0
+    P = len(tr.pairs)
+    added = np.zeros(0, dtype=np.int64)
+    precision_tol = 1e-3  # scaled units: 1e-9 of a category's pairs
     for rnd in range(1, max_rounds + 1):
         ts = time.perf_counter()
         steps, pairs, viol = lp.scan(alpha, v_step, v_pair_full, tol, per_segment)
@@ -398,7 +426,22 @@ def solve_mixture(
         if len(viol) == 0:
             optimal = True
             break
-        steps, pairs, viol = _select(steps, pairs, viol, per_step, max_rows_per_round)
+        # rows already in the model can only look violated through the solver's own precision
+        # (pulp reads CBC's solution back as text): never add them twice
+        keys = steps * P + pairs
+        fresh = ~np.isin(keys, added)
+        if not fresh.any():
+            optimal = max_viol <= precision_tol
+            log.warning(
+                "LP: only rows already in the model are violated (max %.3g, solver precision); "
+                "stopping",
+                max_viol,
+            )
+            break
+        steps, pairs, viol = _select(
+            steps[fresh], pairs[fresh], viol[fresh], per_step, max_rows_per_round
+        )
+        added = np.union1d(added, steps * P + pairs)
         tb = time.perf_counter()
         new_pairs = [int(p) for p in np.unique(pairs) if int(p) not in pair_col]
         base = n + T + len(pair_col)
@@ -453,6 +496,217 @@ def solve_mixture(
         timings=timings,
         history=history,
         step_slack=v_step,
+    )
+
+
+class _CoverLP:
+    """The slack problem at fixed α: min Σ v s.t. v_t + v_p ≥ g_r(α) on the rows found so far.
+
+    A bipartite (fractional) vertex cover, dual to a max-weight matching between steps and
+    pairs. Rows persist across α (only their right-hand sides change), so HiGHS re-solves from
+    the previous basis with the dual simplex.
+    """
+
+    def __init__(self, lp: MixtureLP, threads: int | None = None):
+        import highspy
+
+        self.lp = lp
+        self.hp = highspy
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("solver", "simplex")
+        h.setOptionValue("simplex_strategy", 1)  # dual simplex: RHS changes keep dual feasibility
+        if threads:
+            h.setOptionValue("threads", threads)
+        self.inf = highspy.kHighsInf
+        T = lp.T
+        e = np.array([], np.int32)
+        h.addCols(T, np.ones(T), np.zeros(T), np.full(T, self.inf), 0, e, e, np.array([]))
+        self.h = h
+        self.pair_col: dict[int, int] = {}
+        self.D = np.zeros((0, lp.n))  # g_r(α) = D[r] @ α
+        self.row_step = np.zeros(0, np.int64)
+        self.row_pair = np.zeros(0, np.int64)
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_step)
+
+    def add(self, alpha: np.ndarray, steps: np.ndarray, pairs: np.ndarray) -> None:
+        new = [int(p) for p in np.unique(pairs) if int(p) not in self.pair_col]
+        if new:
+            base = self.lp.T + len(self.pair_col)
+            for j, p in enumerate(new):
+                self.pair_col[p] = base + j
+            k = len(new)
+            e = np.array([], np.int32)
+            self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, self.inf), 0, e, e, np.array([]))
+        D = -self.lp.row_coefficients(steps, pairs)
+        k = len(steps)
+        pc = np.fromiter((self.pair_col[int(p)] for p in pairs), dtype=np.int32, count=k)
+        idx = np.stack([(steps - 1).astype(np.int32), pc], axis=1).ravel()
+        starts = (np.arange(k) * 2).astype(np.int32)
+        self.h.addRows(k, D @ alpha, np.full(k, self.inf), 2 * k, starts, idx, np.ones(2 * k))
+        self.D = np.concatenate([self.D, D])
+        self.row_step = np.concatenate([self.row_step, steps])
+        self.row_pair = np.concatenate([self.row_pair, pairs])
+
+    def set_alpha(self, alpha: np.ndarray) -> None:
+        k = self.rows
+        if k:
+            idx = np.arange(k, dtype=np.int32)
+            self.h.changeRowsBounds(k, idx, self.D @ alpha, np.full(k, self.inf))
+
+    def solve(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        self.h.run()
+        st = self.h.modelStatusToString(self.h.getModelStatus())
+        if st != "Optimal":
+            raise RuntimeError(f"slack LP: HiGHS returned status {st!r}")
+        sol = self.h.getSolution()
+        x = np.asarray(sol.col_value)
+        y = np.asarray(sol.row_dual) if self.rows else np.zeros(0)
+        v_step = x[: self.lp.T]
+        v_pair = np.zeros(len(self.lp.tr.pairs))
+        if self.pair_col:
+            ids = np.fromiter(self.pair_col.keys(), dtype=np.int64)
+            cols = np.fromiter(self.pair_col.values(), dtype=np.int64)
+            v_pair[ids] = x[cols]
+        return v_step, v_pair, float(self.h.getInfo().objective_function_value), y
+
+
+def _solve_master(
+    cuts: np.ndarray, n: int, prox_center=None, level=None
+) -> tuple[np.ndarray, float]:
+    """min θ s.t. θ ≥ s_k·α (every cut), α in the simplex, θ ≥ 0 (tiny LP, HiGHS)."""
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    inf = highspy.kHighsInf
+    e = np.array([], np.int32)
+    # columns: α_1..α_n, θ
+    cost = np.zeros(n + 1)
+    cost[n] = 1.0
+    h.addCols(
+        n + 1, cost, np.zeros(n + 1), np.concatenate([np.ones(n), [inf]]), 0, e, e, np.array([])
+    )
+    h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+    k = len(cuts)
+    if k:
+        # θ - s·α ≥ 0
+        idx = np.tile(np.arange(n + 1, dtype=np.int32), k)
+        val = np.concatenate([-cuts, np.ones((k, 1))], axis=1).ravel()
+        starts = (np.arange(k) * (n + 1)).astype(np.int32)
+        h.addRows(k, np.zeros(k), np.full(k, inf), k * (n + 1), starts, idx, val)
+    h.run()
+    x = np.asarray(h.getSolution().col_value)
+    return x[:n], float(x[n])
+
+
+def solve_mixture_kelley(
+    tr: Trajectories,
+    *,
+    tol: float = 1e-6,
+    gap_tol: float = 1e-7,
+    scale: float = 1e6,
+    per_step: int = 2,
+    per_segment: int = 8,
+    max_rows_per_round: int = 50000,
+    max_iterations: int = 300,
+    progress: Callable[[dict], None] | None = None,
+) -> LPResult:
+    """Cutting planes over the n mixture weights (Kelley), exact slack LP inside.
+
+    F(α) = min_v Σv over all (step, pair) constraints is convex and piecewise linear in α; the
+    slack problem at fixed α is solved to optimality by constraint generation (the scan), and its
+    row duals y give the cut F(α') ≥ Σ_r y_r g_r(α') (valid for every α', tight at α). The master
+    over α is an n+1 variable LP. Stops when min_k F(α_k) − (master bound) ≤ gap.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    lp = MixtureLP(tr, scale=scale)
+    timings["setup"] = time.perf_counter() - t0
+    if not np.any(lp.present):
+        raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
+    n = lp.n
+    cover = _CoverLP(lp)
+    cuts = np.zeros((0, n))
+    alpha = np.full(n, 1.0 / n)
+    best = (np.inf, alpha, None)
+    lower = 0.0
+    history: list[dict] = []
+    t_scan = t_solve = t_master = 0.0
+    inner_rounds = 0
+    it = 0
+    max_viol = 0.0
+    for it in range(1, max_iterations + 1):
+        cover.set_alpha(alpha)
+        v_step = np.zeros(lp.T)
+        v_pair = np.zeros(len(tr.pairs))
+        F = 0.0
+        y = np.zeros(0)
+        while True:
+            ts = time.perf_counter()
+            steps, pairs, viol = lp.scan(alpha, v_step, v_pair, tol, per_segment)
+            t_scan += time.perf_counter() - ts
+            if inner_rounds == 0 or len(viol):
+                max_viol = float(viol.max()) if len(viol) else 0.0
+            if len(viol) == 0 and cover.rows:
+                break
+            if len(viol):
+                steps, pairs, viol = _select(steps, pairs, viol, per_step, max_rows_per_round)
+                cover.add(alpha, steps, pairs)
+            inner_rounds += 1
+            tv = time.perf_counter()
+            v_step, v_pair, F, y = cover.solve()
+            t_solve += time.perf_counter() - tv
+            log.debug("kelley inner %d: +%d rows=%d F=%.6g", inner_rounds, len(viol), cover.rows, F)
+            if len(viol) == 0:
+                break
+        sub = y @ cover.D if len(y) else np.zeros(n)
+        if F < best[0]:
+            best = (F, alpha.copy(), (v_step.copy(), sub))
+        cuts = np.concatenate([cuts, sub[None, :]])
+        tm = time.perf_counter()
+        alpha_next, lower = _solve_master(cuts, n)
+        t_master += time.perf_counter() - tm
+        gap = best[0] - lower
+        info = {
+            "round": it,
+            "objective": best[0],
+            "F": F,
+            "lower_bound": lower,
+            "gap": gap,
+            "rows": cover.rows,
+            "pair_slacks": len(cover.pair_col),
+            "inner_rounds": inner_rounds,
+            "alpha": alpha.tolist(),
+        }
+        history.append(info)
+        if progress:
+            progress(info)
+        if gap <= gap_tol * max(1.0, best[0]):
+            break
+        alpha = np.clip(alpha_next, 0, None)
+        alpha = alpha / alpha.sum()
+    timings.update(scan=t_scan, solve=t_solve, master=t_master, total=time.perf_counter() - t0)
+    F, alpha, extra = best
+    ab = alpha * tr.n_bytes / tr.total_pairs
+    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    return LPResult(
+        alpha_pairs=alpha,
+        alpha_bytes=ab,
+        objective=F,
+        rounds=it,
+        rows=cover.rows,
+        pair_slacks=len(cover.pair_col),
+        optimal=bool(history and history[-1]["gap"] <= gap_tol * max(1.0, F)),
+        max_violation=max_viol,
+        solver="highs-kelley",
+        steps_used=int(lp.present.sum()),
+        timings=timings,
+        history=history,
+        step_slack=extra[0] if extra else None,
     )
 
 

@@ -127,3 +127,15 @@ def test_invalid_merge_list_is_rejected():
         BPEModel([(b"ab", b"c")], "byte")
     with pytest.raises(ValueError, match="produced twice"):
         BPEModel([(b"a", b"b"), (b"b", b"c"), (b"ab", b"c"), (b"a", b"bc")], "byte")
+
+
+def test_char_model_splits_words_at_unknown_characters():
+    model = BPEModel([(b"a", b"b")], "char", [b"a", b"b", b"c"])
+    got = model.split_unknown({"abXab": 2, "ab": 1, "Z": 4})
+    assert dict(got) == {"ab": 5}
+    cc = count_tokens(model, {"abXcab": 1})
+    # words "ab" and "cab": tokens ab, c, ab; one bigram (c, ab)
+    ab = model.id_of[b"ab"]
+    c = model.id_of[b"c"]
+    assert dict(zip(cc.uni_ids.tolist(), cc.uni_counts.tolist(), strict=True)) == {ab: 2, c: 1}
+    assert cc.bi_keys.tolist() == [c * model.vocab_size + ab]
