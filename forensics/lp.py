@@ -27,6 +27,8 @@ each round.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,32 @@ from .counting import Trajectories
 __all__ = ["LPResult", "MixtureLP", "available_solvers", "solve_mixture", "solve_mixture_kelley"]
 
 log = logging.getLogger(__name__)
+
+
+_HIGHS_BANNER_DONE = False
+
+
+def _new_highs():
+    """A silent ``highspy.Highs``. HiGHS prints a banner to fd 1 when the first instance of a
+    process is created, before options can be set; that would land inside CLI output."""
+    global _HIGHS_BANNER_DONE
+    import highspy
+
+    if _HIGHS_BANNER_DONE:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1)
+                h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _HIGHS_BANNER_DONE = True
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 @dataclass
@@ -234,8 +262,7 @@ class _HighsBackend:
         import highspy
 
         self.hp = highspy
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = _new_highs()
         h.setOptionValue("solver", method)
         if threads:
             h.setOptionValue("threads", threads)
@@ -322,7 +349,7 @@ class _PulpBackend:
         pulp = self.pulp
         if self.solver_name == "HiGHS":
             return pulp.HiGHS(msg=False)
-        return pulp.PULP_CBC_CMD(msg=False)
+        return pulp.PULP_CBC_CMD(msg=False, timeLimit=600)
 
     def solve(self):
         pulp = self.pulp
@@ -363,6 +390,8 @@ def solve_mixture(
     per_segment: int = 8,
     max_rows_per_round: int = 50000,
     max_rounds: int = 2000,
+    time_limit: float | None = None,
+    highs_method: str = "simplex",
     tol: float = 1e-6,
     scale: float = 1e6,
     progress: Callable[[dict], None] | None = None,
@@ -397,7 +426,7 @@ def solve_mixture(
     if not np.any(lp.present):
         raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
     if solver == "highs":
-        be = _HighsBackend(n, T)
+        be = _HighsBackend(n, T, method=highs_method)
     elif solver in ("pulp-highs", "pulp-cbc"):
         be = _PulpBackend(n, T, "HiGHS" if solver == "pulp-highs" else "CBC")
     else:
@@ -479,6 +508,11 @@ def solve_mixture(
             progress(info)
         if status not in ("Optimal", "Optimal solution found"):
             raise RuntimeError(f"LP solver {be.name} returned status {status!r} in round {rnd}")
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            log.warning(
+                "LP: time limit of %.0f s reached after %d rounds (not optimal)", time_limit, rnd
+            )
+            break
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
     ab = alpha * tr.n_bytes / tr.total_pairs
     ab = ab / ab.sum() if ab.sum() > 0 else ab
@@ -512,8 +546,7 @@ class _CoverLP:
 
         self.lp = lp
         self.hp = highspy
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = _new_highs()
         h.setOptionValue("solver", "simplex")
         h.setOptionValue("simplex_strategy", 1)  # dual simplex: RHS changes keep dual feasibility
         if threads:
@@ -580,8 +613,7 @@ def _solve_master(
     """min θ s.t. θ ≥ s_k·α (every cut), α in the simplex, θ ≥ 0 (tiny LP, HiGHS)."""
     import highspy
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _new_highs()
     inf = highspy.kHighsInf
     e = np.array([], np.int32)
     # columns: α_1..α_n, θ

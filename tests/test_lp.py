@@ -127,7 +127,9 @@ def test_kelley_reaches_the_same_optimum(small_instance):
 @pytest.fixture(scope="module")
 def tiny_instance(shared_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lp")
-    return controlled(shared_dir, tmp, ["en", "de", "code-c"], 5, 100_000, disjoint=True, n_merges=60, vocab=600)
+    return controlled(
+        shared_dir, tmp, ["en", "de", "code-c"], 5, 100_000, disjoint=True, n_merges=60, vocab=600
+    )
 
 
 @pytest.mark.parametrize("solver", ["pulp-highs", "pulp-cbc"])

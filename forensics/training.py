@@ -1,0 +1,127 @@
+"""Controlled BPE training: the target tokenizers of the demo, the tests and experiments.
+
+:func:`train_bpe` trains a byte-level BPE with Hugging Face ``tokenizers`` the way its
+file-based training does it: every document is fed **line by line**, each line keeping its
+``"\\n"``, so that no pretoken spans a newline. Lines are cut on ``"\\n"`` only (like HF's file
+reader, and like :meth:`forensics.pretokenize.Pretokenizer.lines`), not on the other line
+separators ``str.splitlines`` knows (``\\r``, ``\\x0b``, ``\\u2028``, ...).
+
+:func:`mixture_sample` builds the training text of a known mixture from per-category
+documents and returns the byte proportions actually used (the ground truth an inference is
+scored against).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+__all__ = ["PRETOKENIZERS", "mixture_sample", "split_lines", "train_bpe"]
+
+#: pre-tokenizers :func:`train_bpe` knows
+PRETOKENIZERS = ("bytelevel-digits", "gpt2")
+
+_LINES = re.compile(r"[^\n]*\n|[^\n]+")
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut after every ``"\\n"`` (kept); a last line without one is kept too."""
+    return _LINES.findall(text)
+
+
+def _lines(texts: Sequence[str]) -> Iterator[str]:
+    for t in texts:
+        yield from _LINES.findall(t)
+
+
+def train_bpe(
+    texts: Sequence[str],
+    vocab_size: int,
+    *,
+    pretokenizer: str = "bytelevel-digits",
+    min_frequency: int = 0,
+) -> str:
+    """Train a byte-level BPE on ``texts`` and return its ``tokenizer.json`` (a string).
+
+    * ``pretokenizer="bytelevel-digits"``: ``Sequence[Digits(individual_digits=True),
+      ByteLevel(add_prefix_space=False)]`` (the setting of Hayase et al.'s controlled runs);
+      ``"gpt2"``: plain ``ByteLevel(add_prefix_space=False)`` (GPT-2's regex).
+    * the initial alphabet is all 256 bytes, so the merge list starts from single bytes;
+    * the texts are fed line by line (``"\\n"`` kept), as ``Tokenizer.train(files)`` does;
+    * no special tokens; decoder ``ByteLevel``. ``vocab_size`` counts the 256 bytes, so the
+      tokenizer has at most ``vocab_size - 256`` merges (fewer if the text runs out of pairs).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if pretokenizer not in PRETOKENIZERS:
+        raise ValueError(f"pretokenizer must be one of {PRETOKENIZERS}, not {pretokenizer!r}")
+    if vocab_size < 257:
+        raise ValueError(f"vocab_size must exceed the 256 byte symbols, got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if pretokenizer == "bytelevel-digits":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), byte_level]
+        )
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    tok.train_from_iterator(_lines(texts), trainer=trainer)
+    return tok.to_str()
+
+
+def _n_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def mixture_sample(
+    texts_by_cat: Mapping[str, Sequence[str]],
+    weights: Mapping[str, float],
+    total_bytes: int,
+) -> tuple[list[str], dict[str, int]]:
+    """Whole documents of each category, in order, up to its share of ``total_bytes``.
+
+    Category ``c`` gets the target ``weights[c] / Σ weights · total_bytes`` bytes. Its
+    documents are taken in order while the running total is below the target; the document
+    that crosses the target is kept only if that leaves the total closer to the target than
+    stopping before it (so a tiny share may get no document at all). When a category runs out
+    of documents it contributes what it has. Empty documents are skipped.
+
+    Returns ``(documents, true_bytes)``: the documents category by category (in the order of
+    ``weights``), and the UTF-8 bytes actually taken from each category — the true mixture,
+    which can differ from ``weights`` by the granularity of whole documents.
+    """
+    if total_bytes <= 0:
+        raise ValueError(f"total_bytes must be positive, got {total_bytes}")
+    missing = [c for c in weights if c not in texts_by_cat]
+    if missing:
+        raise KeyError(f"no documents for categories {missing}")
+    if any(w < 0 for w in weights.values()):
+        raise ValueError("weights must be non-negative")
+    wsum = float(sum(weights.values()))
+    if wsum <= 0:
+        raise ValueError("weights must not all be zero")
+    docs: list[str] = []
+    true_bytes: dict[str, int] = {}
+    for cat, w in weights.items():
+        target = w / wsum * total_bytes
+        got = 0
+        for text in texts_by_cat[cat]:
+            if got >= target:
+                break
+            n = _n_bytes(text)
+            if n == 0:
+                continue
+            if got + n > target and (got + n - target) >= (target - got):
+                break
+            docs.append(text)
+            got += n
+        true_bytes[cat] = got
+    return docs, true_bytes

@@ -1,0 +1,348 @@
+"""The ``mixtrace`` command line.
+
+* ``mixtrace infer TOKENIZER --categories CATS``: infer the training-data mixture of a BPE
+  tokenizer over sample text categories;
+* ``mixtrace demo``: the controlled experiment on the bundled ``data/sample`` (train a BPE on a
+  known mixture, infer it back, compare);
+* ``mixtrace --version``.
+
+Problems with the input (missing files, empty categories, non-BPE tokenizers, uncached hub ids
+offline, solver failures) print one red line naming the culprit and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="mixtrace",
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tokenizer forensics: infer the data mixture a BPE tokenizer was trained on.",
+    pretty_exceptions_enable=False,
+)
+
+
+class Solver(str, Enum):
+    highs = "highs"
+    pulp_highs = "pulp-highs"
+    pulp_cbc = "pulp-cbc"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mixtrace")
+    except PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"]
+        except (OSError, KeyError, ValueError):
+            return "unknown"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mixtrace {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Tokenizer forensics: infer the data mixture a BPE tokenizer was trained on."""
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    _err_console().print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+class _Progress:
+    """Rich progress for the counting tasks and the LP rounds (on stderr)."""
+
+    def __init__(self, enabled: bool):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=_err_console(),
+            disable=not enabled,
+        )
+        self._prep: TaskID | None = None
+        self._count: TaskID | None = None
+        self._lp: TaskID | None = None
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        self._prep = self.progress.add_task("loading tokenizer, starting Ray", total=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def _end_prep(self) -> None:
+        if self._prep is not None:
+            self.progress.update(self._prep, total=1, completed=1)
+            self._prep = None
+
+    def count(self, info: dict) -> None:
+        self._end_prep()
+        if self._count is None:
+            self._count = self.progress.add_task("counting shards", total=info["total"])
+        self.progress.update(
+            self._count,
+            total=info["total"],
+            completed=info["done"],
+            description=f"counting shards ({info['category']} done)",
+        )
+
+    def lp(self, info: dict) -> None:
+        self._end_prep()
+        if self._count is not None:
+            self.progress.update(self._count, description="counting shards")
+        if self._lp is None:
+            self._lp = self.progress.add_task("solving LP", total=None)
+        self.progress.update(
+            self._lp,
+            completed=info.get("round", 0),
+            description=(
+                f"solving LP: round {info.get('round')}, {info.get('rows')} rows, "
+                f"objective {info.get('objective', float('nan')):.6g}"
+            ),
+        )
+
+
+def _lp_options(method: str | None) -> dict:
+    """Extra keywords for solve_mixture (only those given, so older versions keep working)."""
+    return {"method": method} if method else {}
+
+
+def _write_outputs(result, json_out: str | None, plot: str | None) -> None:
+    from forensics.report import plot_mixture, write_json
+
+    if json_out:
+        try:
+            write_json(result, json_out)
+        except OSError as e:
+            raise _fail(f"{json_out}: cannot write the JSON output: {e}") from None
+    if plot:
+        try:
+            plot_mixture(result, plot)
+        except OSError as e:
+            raise _fail(f"{plot}: cannot write the plot: {e}") from None
+
+
+@app.command()
+def infer(
+    tokenizer: Annotated[
+        str,
+        typer.Argument(
+            help="tokenizer.json, vocab.json+merges.txt folder, .tiktoken, .model or hub id."
+        ),
+    ],
+    categories: Annotated[
+        str,
+        typer.Option(
+            "--categories", "-c", help="YAML category spec or a folder of category files."
+        ),
+    ],
+    sample_bytes: Annotated[
+        float, typer.Option("--sample-bytes", help="Text bytes read per category.")
+    ] = 1e9,
+    merges: Annotated[
+        int | None, typer.Option("--merges", min=1, help="Use the first T merges (default: all).")
+    ] = None,
+    document_mode: Annotated[
+        bool, typer.Option("--document-mode", help="Count whole documents instead of lines.")
+    ] = False,
+    pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--pattern", help="Pretokenizer regex override: a name (cl100k, o200k, ...) or regex."
+        ),
+    ] = None,
+    solver: Annotated[Solver, typer.Option("--solver", help="LP solver.")] = Solver.highs,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the result as JSON here.")
+    ] = None,
+    plot: Annotated[str | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)."
+        ),
+    ] = None,
+    shard_bytes: Annotated[
+        float | None,
+        typer.Option(
+            "--shard-bytes",
+            min=1,
+            help="Most text one file gives (one task reads); default max(64 MB, sample/#files).",
+            show_default=False,
+        ),
+    ] = None,
+    lp_method: Annotated[
+        str | None,
+        typer.Option("--lp-method", help="LP method of solve_mixture (e.g. rows, kelley)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Infer the training-data mixture of TOKENIZER over the sample CATEGORIES."""
+    from forensics.infer import ForensicsError, infer_mixture
+    from forensics.report import print_report
+
+    try:
+        with _Progress(enabled=not quiet) as prog:
+            result = infer_mixture(
+                tokenizer,
+                categories,
+                sample_bytes=sample_bytes,
+                n_merges=merges,
+                document_mode=document_mode,
+                pattern=pattern,
+                solver=solver.value,
+                shard_bytes=int(shard_bytes) if shard_bytes else None,
+                address=address,
+                on_count_progress=prog.count,
+                on_lp_progress=prog.lp,
+                **_lp_options(lp_method),
+            )
+    except ForensicsError as e:
+        raise _fail(str(e)) from None
+    err = _err_console()
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    print_report(result, Console(), warnings=False)
+    _write_outputs(result, json_out, plot)
+
+
+@app.command()
+def demo(
+    categories: Annotated[
+        Path | None,
+        typer.Option(
+            "--categories",
+            help="Folder of category files (default: the bundled data/sample).",
+            show_default=False,
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Number of categories in the mixture.")] = 5,
+    names: Annotated[
+        str | None, typer.Option("--names", help="Comma-separated categories (overrides --n).")
+    ] = None,
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", min=300, help="BPE vocabulary size.")
+    ] = 5000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the categories, weights and split.")
+    ] = 0,
+    bytes_per_category: Annotated[
+        int,
+        typer.Option(
+            "--bytes-per-category", min=1000, help="Training text per category (average)."
+        ),
+    ] = 150_000,
+    solver: Annotated[Solver, typer.Option("--solver", help="LP solver.")] = Solver.highs,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write truth and estimate here.")
+    ] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address.")] = None,
+    lp_method: Annotated[
+        str | None,
+        typer.Option("--lp-method", help="LP method of solve_mixture (e.g. rows, kelley)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a BPE on a known mixture of sample categories and infer the mixture back."""
+    from forensics.demo import DEFAULT_SAMPLE_DIR, run_demo
+    from forensics.infer import ForensicsError
+    from forensics.report import diagnostics_panel
+
+    chosen = [c.strip() for c in names.split(",") if c.strip()] if names else None
+    try:
+        with _Progress(enabled=not quiet) as prog:
+            res = run_demo(
+                categories or DEFAULT_SAMPLE_DIR,
+                n=n,
+                names=chosen,
+                vocab_size=vocab_size,
+                seed=seed,
+                bytes_per_category=bytes_per_category,
+                solver=solver.value,
+                address=address,
+                on_count_progress=prog.count,
+                on_lp_progress=prog.lp,
+                **_lp_options(lp_method),
+            )
+    except ForensicsError as e:
+        raise _fail(str(e)) from None
+    out = Console()
+    table = Table(
+        title=f"Demo, seed {res.seed}: true vs inferred",
+        title_justify="left",
+    )
+    table.add_column("category")
+    table.add_column("true %", justify="right")
+    table.add_column("estimated %", justify="right")
+    table.add_column("error (pts)", justify="right")
+    for c in sorted(res.names, key=lambda c: -res.truth[c]):
+        t, e = res.truth[c], res.estimate[c]
+        table.add_row(c, f"{100 * t:.2f}", f"{100 * e:.2f}", f"{100 * (e - t):+.2f}")
+    out.print(table)
+    k = len(res.names)
+    random_mse = 2 * (k - 1) / (k * k * (k + 1))  # E[MSE] of a uniform guess on the simplex
+    out.print(
+        f"log10 MSE: [bold]{res.log10_mse:.2f}[/bold]  "
+        f"(a uniform random guess: {math.log10(random_mse):.2f} in expectation)"
+    )
+    out.print(diagnostics_panel(res.result))
+    for w in res.result.warnings:
+        _err_console().print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    if json_out:
+        import fsspec
+
+        try:
+            with fsspec.open(json_out, "w", encoding="utf-8", auto_mkdir=True) as fh:
+                fh.write(res.to_json() + "\n")
+        except OSError as e:
+            raise _fail(f"{json_out}: cannot write the JSON output: {e}") from None
+
+
+if __name__ == "__main__":
+    app()
