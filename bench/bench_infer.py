@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--merges", type=int, default=30000, help="T for the LP")
     ap.add_argument("--sample-bytes", type=float, default=3e6)
     ap.add_argument("--lp-time-limit", type=float, default=600)
+    ap.add_argument("--lp-method", default="tree", choices=["rows", "tree", "kelley"])
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
 
@@ -166,11 +167,14 @@ def main() -> None:
             sample_bytes=args.sample_bytes,
             n_merges=args.merges,
             time_limit=args.lp_time_limit,
+            method=args.lp_method,
         )
         wall = time.perf_counter() - t0
         d = res.to_dict()
         diag = d["diagnostics"]
-        print(f"end to end through Ray, T = {args.merges}: {wall:.1f} s wall")
+        print(
+            f"end to end through Ray, T = {args.merges}, LP method {args.lp_method}: {wall:.1f} s wall"
+        )
         print("  timings:", {k: round(v, 2) for k, v in d.get("timings", {}).items()})
         print(
             "  LP:",

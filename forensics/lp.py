@@ -37,7 +37,14 @@ import numpy as np
 
 from .counting import Trajectories
 
-__all__ = ["LPResult", "MixtureLP", "available_solvers", "solve_mixture", "solve_mixture_kelley"]
+__all__ = [
+    "LPResult",
+    "MixtureLP",
+    "available_solvers",
+    "solve_mixture",
+    "solve_mixture_kelley",
+    "solve_mixture_tree",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,7 @@ class LPResult:
     timings: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     step_slack: np.ndarray | None = None  # v_t, (T,)
+    pair_slack: np.ndarray | None = None  # v_p, (number of pairs,)
 
 
 def available_solvers() -> list[str]:
@@ -404,6 +412,17 @@ def solve_mixture(
     planes over α with the slack LP solved exactly inside (:func:`solve_mixture_kelley`); the
     same optimum, measured slower on our instances (bench/README).
     """
+    if method == "tree":
+        if solver != "highs":
+            raise ValueError("method 'tree' uses HiGHS through highspy")
+        return solve_mixture_tree(
+            tr,
+            tol=tol,
+            scale=scale,
+            progress=progress,
+            time_limit=time_limit,
+            max_rows_per_round=min(max_rows_per_round, 5000),
+        )
     if method == "kelley":
         if solver != "highs":
             raise ValueError("method 'kelley' uses HiGHS through highspy")
@@ -417,7 +436,7 @@ def solve_mixture(
             progress=progress,
         )
     if method != "rows":
-        raise ValueError(f"unknown LP method {method!r} (rows, kelley)")
+        raise ValueError(f"unknown LP method {method!r} (rows, tree, kelley)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lp = MixtureLP(tr, scale=scale)
@@ -530,6 +549,7 @@ def solve_mixture(
         timings=timings,
         history=history,
         step_slack=v_step,
+        pair_slack=v_pair_full,
     )
 
 
@@ -740,6 +760,277 @@ def solve_mixture_kelley(
         history=history,
         step_slack=extra[0] if extra else None,
     )
+
+
+class _StepTree:
+    """Segment tree over the merge steps present in some sample.
+
+    Every pair segment's range of present steps is cut into its O(log T) canonical nodes; a
+    node's value is the minimum of ``M(t) + v_t`` over its steps.
+    """
+
+    def __init__(self, lp: MixtureLP):
+        pres = np.flatnonzero(lp.present)  # 0-based step indices
+        self.pres = pres
+        S = len(pres)
+        N = 1
+        while N < S:
+            N *= 2
+        self.N, self.S, self.depth = N, S, N.bit_length() - 1
+        a = np.searchsorted(pres, lp.seg_lo - 1, "left")
+        b = np.searchsorted(pres, lp.seg_hi - 1, "right") - 1
+        segs = np.flatnonzero(lp.seg_ok & (a <= b))
+        lo, hi = a[segs] + N, b[segs] + N + 1
+        nodes, owners = [], []
+        idx = segs.copy()
+        while len(idx):
+            m = (lo & 1) == 1
+            nodes.append(lo[m])
+            owners.append(idx[m])
+            lo = lo + m
+            m = (hi & 1) == 1
+            hi = hi - m
+            nodes.append(hi[m])
+            owners.append(idx[m])
+            lo >>= 1
+            hi >>= 1
+            keep = lo < hi
+            lo, hi, idx = lo[keep], hi[keep], idx[keep]
+        self.e_node = np.concatenate(nodes) if nodes else np.zeros(0, np.int64)
+        self.e_seg = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        # nodes that cover at least one present step
+        first_leaf = np.zeros(2 * N, np.int64)
+        for lev in range(self.depth + 1):
+            u = np.arange(1 << lev, 2 << lev)
+            first_leaf[u] = (u - (1 << lev)) << (self.depth - lev)
+        self.node_used = first_leaf < S
+
+    def node_min(self, U: np.ndarray) -> np.ndarray:
+        N = self.N
+        tree = np.full(2 * N, np.inf)
+        tree[N : N + len(U)] = U
+        for lev in range(self.depth - 1, -1, -1):
+            a = 1 << lev
+            tree[a : 2 * a] = np.minimum(tree[2 * a : 4 * a : 2], tree[2 * a + 1 : 4 * a : 2])
+        return tree
+
+
+def solve_mixture_tree(
+    tr: Trajectories,
+    *,
+    tol: float = 1e-6,
+    scale: float = 1e6,
+    max_rows_per_round: int = 5000,
+    max_rounds: int = 5000,
+    time_limit: float | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> LPResult:
+    """The same LP in a compressed form: the rows of one pair segment share a segment tree.
+
+    The constraints "value of segment s − v_p ≤ M(t) + v_t for every step t of s" become, with a
+    free variable w per tree node bounded by ``w_leaf(t) ≤ M(t)·α + v_t`` and ``w_parent ≤
+    w_child``, one row per canonical node of s: ``z_s − v_p ≤ w_node`` (``z_s = C_s·α``). The
+    feasible set in (α, v) is unchanged, so the optimum is the LP's; a full scan certifies it.
+    Rows are generated lazily (the most violated node of each violated segment per round).
+    """
+    t0 = time.perf_counter()
+    lp = MixtureLP(tr, scale=scale)
+    timings = {"setup": time.perf_counter() - t0}
+    if not np.any(lp.present):
+        raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
+    ct = _StepTree(lp)
+    n, T, N, S = lp.n, lp.T, ct.N, ct.S
+    P = len(tr.pairs)
+    h = _new_highs()
+    h.setOptionValue("solver", "simplex")
+    inf = _highs_inf()
+    e = np.array([], np.int32)
+    # columns: α [0, n), v_t of present steps [n, n+S), w of tree nodes [n+S, n+S+2N)
+    h.addCols(n, np.zeros(n), np.zeros(n), np.ones(n), 0, e, e, np.array([]))
+    h.addCols(S, np.ones(S), np.zeros(S), np.full(S, inf), 0, e, e, np.array([]))
+    h.addCols(
+        2 * N, np.zeros(2 * N), np.full(2 * N, -inf), np.full(2 * N, inf), 0, e, e, np.array([])
+    )
+    W0 = n + S
+    ncol = n + S + 2 * N
+    h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+    MB = lp.merge_val_base[ct.pres]  # (S, n)
+    # leaves: w_leaf - v_t - M_t·α ≤ 0
+    idx = np.concatenate(
+        [
+            (W0 + N + np.arange(S))[:, None],
+            (n + np.arange(S))[:, None],
+            np.tile(np.arange(n), (S, 1)),
+        ],
+        axis=1,
+    ).astype(np.int32)
+    val = np.concatenate([np.ones((S, 1)), -np.ones((S, 1)), -MB], axis=1)
+    h.addRows(
+        S,
+        np.full(S, -inf),
+        np.zeros(S),
+        S * (n + 2),
+        (np.arange(S) * (n + 2)).astype(np.int32),
+        idx.ravel(),
+        val.ravel(),
+    )
+    # tree: w_parent - w_child ≤ 0
+    ch = np.arange(2, 2 * N)
+    ch = ch[ct.node_used[ch]]
+    k = len(ch)
+    idx = np.stack([W0 + (ch >> 1), W0 + ch], axis=1).astype(np.int32)
+    h.addRows(
+        k,
+        np.full(k, -inf),
+        np.zeros(k),
+        2 * k,
+        (np.arange(k) * 2).astype(np.int32),
+        idx.ravel(),
+        np.tile([1.0, -1.0], k),
+    )
+    # per-category scaled counts of every segment, (R, n)
+    R = len(lp.row_key)
+    Cseg = np.zeros((R, n))
+    for i in range(n):
+        cs = np.cumsum(np.bincount(lp.ev_row[i], weights=lp.ev_delta[i], minlength=R))
+        before = np.where(lp.group_start > 0, cs[lp.group_start - 1], 0.0)
+        Cseg[:, i] = (cs - before) * lp.norm[i]
+    pcol = np.full(P, -1, dtype=np.int64)
+    zcol = np.full(R, -1, dtype=np.int64)
+    added = np.zeros(len(ct.e_node), dtype=bool)
+    alpha = np.full(n, 1.0 / n)
+    vt = np.zeros(S)
+    vp = np.zeros(P)
+    history: list[dict] = []
+    t_scan = t_solve = t_build = 0.0
+    objective = 0.0
+    optimal = False
+    max_viol = 0.0
+    rnd = 0
+    timings["tree"] = time.perf_counter() - t0 - timings["setup"]
+    for rnd in range(1, max_rounds + 1):
+        ts = time.perf_counter()
+        nm = ct.node_min(MB @ alpha + vt)
+        viol = (Cseg @ alpha - vp[lp.row_pair])[ct.e_seg] - nm[ct.e_node]
+        cand = np.flatnonzero(viol > tol)
+        t_scan += time.perf_counter() - ts
+        max_viol = float(viol[cand].max()) if len(cand) else 0.0
+        if len(cand) == 0:
+            optimal = True
+            break
+        fresh = cand[~added[cand]]
+        if len(fresh) == 0:
+            optimal = max_viol <= 1e-3
+            log.warning(
+                "LP (tree): only rows already in the model are violated (max %.3g)", max_viol
+            )
+            break
+        # the most violated node of each violated segment, the worst max_rows_per_round of them
+        o = np.lexsort((-viol[fresh], ct.e_seg[fresh]))
+        c2 = fresh[o]
+        first = np.ones(len(c2), dtype=bool)
+        first[1:] = ct.e_seg[c2][1:] != ct.e_seg[c2][:-1]
+        c2 = c2[first]
+        if len(c2) > max_rows_per_round:
+            c2 = c2[np.argsort(-viol[c2], kind="stable")[:max_rows_per_round]]
+        tb = time.perf_counter()
+        added[c2] = True
+        segs, nodes = ct.e_seg[c2], ct.e_node[c2]
+        prs = lp.row_pair[segs]
+        newp = np.unique(prs[pcol[prs] < 0])
+        if len(newp):
+            kk = len(newp)
+            pcol[newp] = ncol + np.arange(kk)
+            ncol += kk
+            h.addCols(kk, np.ones(kk), np.zeros(kk), np.full(kk, inf), 0, e, e, np.array([]))
+        news = np.unique(segs[zcol[segs] < 0])
+        if len(news):
+            kk = len(news)
+            zcol[news] = ncol + np.arange(kk)
+            ncol += kk
+            h.addCols(kk, np.zeros(kk), np.full(kk, -inf), np.full(kk, inf), 0, e, e, np.array([]))
+            idx = np.concatenate(
+                [zcol[news][:, None], np.tile(np.arange(n), (kk, 1))], axis=1
+            ).astype(np.int32)
+            vv = np.concatenate([np.ones((kk, 1)), -Cseg[news]], axis=1)
+            h.addRows(
+                kk,
+                np.zeros(kk),
+                np.zeros(kk),
+                kk * (n + 1),
+                (np.arange(kk) * (n + 1)).astype(np.int32),
+                idx.ravel(),
+                vv.ravel(),
+            )
+        k = len(c2)
+        idx = np.stack([pcol[prs], W0 + nodes, zcol[segs]], axis=1).astype(np.int32)
+        h.addRows(
+            k,
+            np.zeros(k),
+            np.full(k, inf),
+            3 * k,
+            (np.arange(k) * 3).astype(np.int32),
+            idx.ravel(),
+            np.tile([1.0, 1.0, -1.0], k),
+        )
+        t_build += time.perf_counter() - tb
+        tv = time.perf_counter()
+        h.run()
+        t_solve += time.perf_counter() - tv
+        status = h.modelStatusToString(h.getModelStatus())
+        if status != "Optimal":
+            raise RuntimeError(f"LP (tree): HiGHS returned status {status!r} in round {rnd}")
+        x = np.asarray(h.getSolution().col_value)
+        alpha = np.clip(x[:n], 0, None)
+        alpha = alpha / alpha.sum() if alpha.sum() > 0 else np.full(n, 1.0 / n)
+        vt = x[n : n + S]
+        vp = np.zeros(P)
+        has = pcol >= 0
+        vp[has] = x[pcol[has]]
+        objective = float(h.getInfo().objective_function_value)
+        info = {
+            "round": rnd,
+            "violated": len(cand),
+            "added": int(k),
+            "rows": int(added.sum()),
+            "objective": objective,
+            "max_violation": max_viol,
+            "status": status,
+            "alpha": alpha.tolist(),
+        }
+        history.append(info)
+        if progress:
+            progress(info)
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            log.warning("LP (tree): time limit of %.0f s reached after %d rounds", time_limit, rnd)
+            break
+    timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
+    v_step = np.zeros(T)
+    v_step[ct.pres] = vt
+    ab = alpha * tr.n_bytes / tr.total_pairs
+    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    return LPResult(
+        alpha_pairs=alpha,
+        alpha_bytes=ab,
+        objective=objective,
+        rounds=rnd,
+        rows=int(added.sum()),
+        pair_slacks=int((pcol >= 0).sum()),
+        optimal=optimal,
+        max_violation=max_viol,
+        solver="highs-tree",
+        steps_used=S,
+        timings=timings,
+        history=history,
+        step_slack=v_step,
+        pair_slack=vp,
+    )
+
+
+def _highs_inf() -> float:
+    import highspy
+
+    return highspy.kHighsInf
 
 
 def _enumerate_violations(rmq: _SparseMin, lo, hi, val, limit_per_seg: int, tol: float):

@@ -219,7 +219,9 @@ def infer(
     ] = None,
     lp_method: Annotated[
         str | None,
-        typer.Option("--lp-method", help="LP method of solve_mixture (e.g. rows, kelley)."),
+        typer.Option(
+            "--lp-method", help="LP method: rows (default), tree (compressed rows), kelley."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -285,7 +287,9 @@ def demo(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address.")] = None,
     lp_method: Annotated[
         str | None,
-        typer.Option("--lp-method", help="LP method of solve_mixture (e.g. rows, kelley)."),
+        typer.Option(
+            "--lp-method", help="LP method: rows (default), tree (compressed rows), kelley."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:

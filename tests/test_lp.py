@@ -3,6 +3,7 @@ same optimum through every solver path."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections import Counter
@@ -143,7 +144,21 @@ def test_pulp_solvers_agree_with_highspy(tiny_instance, solver):
 
 def test_category_with_zero_pairs_is_an_error(small_instance):
     tr, _ = small_instance
-    tr.total_pairs = tr.total_pairs.copy()
-    tr.total_pairs[1] = 0
+    totals = tr.total_pairs.copy()
+    totals[1] = 0
     with pytest.raises(ValueError, match="zero pairs"):
-        MixtureLP(tr)
+        MixtureLP(dataclasses.replace(tr, total_pairs=totals))
+
+
+def test_tree_formulation_reaches_the_same_optimum(small_instance):
+    tr, _ = small_instance
+    rows = solve_mixture(tr, method="rows")
+    tree = solve_mixture(tr, method="tree")
+    assert rows.optimal and tree.optimal
+    assert tree.objective == pytest.approx(rows.objective, rel=1e-6)
+    # certificate: a full scan of every (step, pair) at each solution finds no violation
+    lp = MixtureLP(tr)
+    for res in (rows, tree):
+        steps, _, _ = lp.scan(res.alpha_pairs, res.step_slack, res.pair_slack, 1e-5)
+        assert len(steps) == 0
+        assert res.step_slack.sum() + res.pair_slack.sum() == pytest.approx(res.objective, rel=1e-6)
