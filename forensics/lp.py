@@ -505,8 +505,7 @@ def solve_mixture(
         tv = time.perf_counter()
         x, objective, status = be.solve()
         t_solve += time.perf_counter() - tv
-        alpha = np.clip(x[:n], 0, None)
-        alpha = alpha / alpha.sum() if alpha.sum() > 0 else np.full(n, 1.0 / n)
+        alpha = _simplex_point(x[:n])
         v_step = x[n : n + T]
         if pair_col:
             cols = np.fromiter(pair_col.values(), dtype=np.int64)
@@ -533,8 +532,7 @@ def solve_mixture(
             )
             break
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
-    ab = alpha * tr.n_bytes / tr.total_pairs
-    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    ab = _byte_units(alpha, tr)
     return LPResult(
         alpha_pairs=alpha,
         alpha_bytes=ab,
@@ -739,12 +737,10 @@ def solve_mixture_kelley(
             progress(info)
         if gap <= gap_tol * max(1.0, best[0]):
             break
-        alpha = np.clip(alpha_next, 0, None)
-        alpha = alpha / alpha.sum()
+        alpha = _simplex_point(alpha_next)
     timings.update(scan=t_scan, solve=t_solve, master=t_master, total=time.perf_counter() - t0)
     F, alpha, extra = best
-    ab = alpha * tr.n_bytes / tr.total_pairs
-    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    ab = _byte_units(alpha, tr)
     return LPResult(
         alpha_pairs=alpha,
         alpha_bytes=ab,
@@ -981,8 +977,7 @@ def solve_mixture_tree(
         if status != "Optimal":
             raise RuntimeError(f"LP (tree): HiGHS returned status {status!r} in round {rnd}")
         x = np.asarray(h.getSolution().col_value)
-        alpha = np.clip(x[:n], 0, None)
-        alpha = alpha / alpha.sum() if alpha.sum() > 0 else np.full(n, 1.0 / n)
+        alpha = _simplex_point(x[:n])
         vt = x[n : n + S]
         vp = np.zeros(P)
         has = pcol >= 0
@@ -1007,8 +1002,7 @@ def solve_mixture_tree(
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
     v_step = np.zeros(T)
     v_step[ct.pres] = vt
-    ab = alpha * tr.n_bytes / tr.total_pairs
-    ab = ab / ab.sum() if ab.sum() > 0 else ab
+    ab = _byte_units(alpha, tr)
     return LPResult(
         alpha_pairs=alpha,
         alpha_bytes=ab,
@@ -1025,6 +1019,18 @@ def solve_mixture_tree(
         step_slack=v_step,
         pair_slack=vp,
     )
+
+
+def _simplex_point(x: np.ndarray) -> np.ndarray:
+    """A solver's α, clipped at 0 and renormalised (solver tolerances leave ±1e-9 noise)."""
+    a = np.clip(x, 0, None)
+    return a / a.sum() if a.sum() > 0 else np.full(len(a), 1.0 / len(a))
+
+
+def _byte_units(alpha: np.ndarray, tr: Trajectories) -> np.ndarray:
+    """Pair-unit weights to byte proportions: α_bytes,i ∝ α_i · bytes_i / P_i."""
+    ab = alpha * tr.n_bytes / tr.total_pairs
+    return ab / ab.sum() if ab.sum() > 0 else ab
 
 
 def _highs_inf() -> float:

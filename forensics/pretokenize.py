@@ -142,7 +142,7 @@ class Pretokenizer:
             self._sp_split = words.findall
         if spec.kind == "sentencepiece" and not spec.split_by_whitespace:
             self._sp_split = None
-        self.pretokenize = {
+        self._impl = {
             "regex": self._pretokenize_regex,
             "hf": self._pretokenize_hf,
             "sentencepiece": self._pretokenize_sp,
@@ -164,9 +164,9 @@ class Pretokenizer:
         return self.spec.keep_newline
 
     # -- one chunk ------------------------------------------------------------------------
-    def pretokenize(self, text: str) -> list[str]:  # replaced per instance in __init__
+    def pretokenize(self, text: str) -> list[str]:
         """The pretokens of one text chunk, in the BPE model's symbol space."""
-        raise NotImplementedError
+        return self._impl(text)
 
     def _pretokenize_regex(self, text: str) -> list[str]:
         return [to_byte_level(p) for p in self._regex.findall(text)]
