@@ -15,8 +15,6 @@ Goals (issue 2): counting <= 30 s, LP (T = 30,000) <= 60 s to proven optimality,
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import resource
 import threading
@@ -74,15 +72,12 @@ class RssSampler(threading.Thread):
 
 
 def read_docs(cat: str, limit: int) -> list[str]:
-    out, n = [], 0
-    with gzip.open(SHARED / "corpus" / f"{cat}.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            t = json.loads(line)["text"]
-            out.append(t)
-            n += len(t.encode())
-            if n >= limit:
-                break
-    return out
+    from forensics.categories import sample_text
+    from pipeline.readers import ReadErrors
+
+    return sample_text(
+        str(SHARED / "corpus" / f"{cat}.jsonl.gz"), sample_bytes=limit, errors=ReadErrors()
+    )
 
 
 def naive_vs_fast(ml, slice_bytes: int, T: int) -> None:

@@ -4,14 +4,12 @@ same optimum through every solver path."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from forensics.categories import split_documents
+from forensics.categories import sample_text, split_documents
 from forensics.counting import (
     BPEModel,
     TokenHistories,
@@ -23,18 +21,16 @@ from forensics.lp import MixtureLP, solve_mixture
 from forensics.pretokenize import Pretokenizer
 from forensics.tokenizer_io import load_merge_list
 from forensics.training import mixture_sample, train_bpe
+from pipeline.readers import ReadErrors
 
 
 def _docs(shared_dir, cat: str, limit: int) -> list[str]:
-    out, n = [], 0
-    with gzip.open(shared_dir / "corpus" / f"{cat}.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            t = json.loads(line)["text"]
-            out.append(t)
-            n += len(t.encode())
-            if n >= limit:
-                break
-    return out
+    errors = ReadErrors()
+    docs = sample_text(
+        str(shared_dir / "corpus" / f"{cat}.jsonl.gz"), sample_bytes=limit, errors=errors
+    )
+    assert not errors.has_file_errors, errors.warnings()
+    return docs
 
 
 def controlled(
