@@ -220,7 +220,8 @@ def infer(
     lp_method: Annotated[
         str | None,
         typer.Option(
-            "--lp-method", help="LP method: rows (default), tree (compressed rows), kelley."
+            "--lp-method",
+            help="LP method: auto (default: tree above 5,000 merges, else rows), rows, tree, kelley.",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -288,7 +289,8 @@ def demo(
     lp_method: Annotated[
         str | None,
         typer.Option(
-            "--lp-method", help="LP method: rows (default), tree (compressed rows), kelley."
+            "--lp-method",
+            help="LP method: auto (default: tree above 5,000 merges, else rows), rows, tree, kelley.",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,

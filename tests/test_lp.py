@@ -158,3 +158,12 @@ def test_tree_formulation_reaches_the_same_optimum(small_instance):
         steps, _, _ = lp.scan(res.alpha_pairs, res.step_slack, res.pair_slack, 1e-5)
         assert len(steps) == 0
         assert res.step_slack.sum() + res.pair_slack.sum() == pytest.approx(res.objective, rel=1e-6)
+
+
+def test_auto_method_picks_by_number_of_steps(small_instance, monkeypatch):
+    import forensics.lp as lpmod
+
+    tr, _ = small_instance
+    assert solve_mixture(tr).solver == "highs"  # 300 steps: rows
+    monkeypatch.setattr(lpmod, "AUTO_TREE_STEPS", 100)
+    assert solve_mixture(tr).solver == "highs-tree"
