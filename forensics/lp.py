@@ -48,9 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AUTO_TREE_STEPS = 5000
-
-
 _HIGHS_BANNER_DONE = False
 
 
@@ -239,6 +236,16 @@ class MixtureLP:
         )
         return step0 + 1, self.row_pair[cand[seg]], viol
 
+    def segment_coefficients(self) -> np.ndarray:
+        """(R, n): the scaled count of each segment's pair per category (value = row @ α)."""
+        R = len(self.row_key)
+        C = np.zeros((R, self.n))
+        for i in range(self.n):
+            cs = np.cumsum(np.bincount(self.ev_row[i], weights=self.ev_delta[i], minlength=R))
+            before = np.where(self.group_start > 0, cs[self.group_start - 1], 0.0)
+            C[:, i] = (cs - before) * self.norm[i]
+        return C
+
     def row_coefficients(self, steps: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         """(k, n) α-coefficients ĉ_{i,m(t)}(t) − ĉ_{i,p}(t) of the given constraints."""
         out = np.empty((len(steps), self.n))
@@ -278,48 +285,22 @@ class _HighsBackend:
             h.setOptionValue("threads", threads)
         inf = highspy.kHighsInf
         # α columns (cost 0, [0,1]) then v_t columns (cost 1, [0, inf))
-        h.addCols(
-            n,
-            np.zeros(n),
-            np.zeros(n),
-            np.ones(n),
-            0,
-            np.array([], np.int32),
-            np.array([], np.int32),
-            np.array([]),
-        )
-        h.addCols(
-            T,
-            np.ones(T),
-            np.zeros(T),
-            np.full(T, inf),
-            0,
-            np.array([], np.int32),
-            np.array([], np.int32),
-            np.array([]),
-        )
-        h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+        _add_cols(h, n, 0.0, 0.0, 1.0)
+        _add_cols(h, T, 1.0, 0.0, inf)
+        _add_rows(h, 1.0, 1.0, np.arange(n)[None, :], np.ones((1, n)))
         self.h = h
         self.n, self.T = n, T
         self.ncols = n + T
         self.inf = inf
 
     def add_pair_columns(self, k: int) -> None:
-        if k:
-            e = np.array([], np.int32)
-            self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, self.inf), 0, e, e, np.array([]))
-            self.ncols += k
+        _add_cols(self.h, k, 1.0, 0.0, self.inf)
+        self.ncols += k
 
     def add_rows(self, coef: np.ndarray, step_cols: np.ndarray, pair_cols: np.ndarray) -> None:
         k, n = coef.shape
-        idx = np.concatenate(
-            [np.tile(np.arange(n), (k, 1)), step_cols[:, None], pair_cols[:, None]], axis=1
-        ).astype(np.int32)
-        val = np.concatenate([coef, np.ones((k, 2))], axis=1)
-        starts = (np.arange(k) * (n + 2)).astype(np.int32)
-        self.h.addRows(
-            k, np.zeros(k), np.full(k, self.inf), k * (n + 2), starts, idx.ravel(), val.ravel()
-        )
+        idx = np.column_stack([np.tile(np.arange(n), (k, 1)), step_cols, pair_cols])
+        _add_rows(self.h, 0.0, self.inf, idx, np.column_stack([coef, np.ones((k, 2))]))
 
     def solve(self) -> tuple[np.ndarray, float, str]:
         self.h.run()
@@ -398,7 +379,7 @@ def solve_mixture(
     solver: str = "highs",
     per_step: int = 2,
     per_segment: int = 8,
-    max_rows_per_round: int = 50000,
+    max_rows_per_round: int | None = None,
     max_rounds: int = 2000,
     time_limit: float | None = None,
     highs_method: str = "simplex",
@@ -408,17 +389,16 @@ def solve_mixture(
 ) -> LPResult:
     """Solve the mixture LP to optimality by constraint generation.
 
-    ``method="auto"`` (default) picks ``tree`` above ``AUTO_TREE_STEPS`` merges, else ``rows``.
-    ``method="rows"``: the full LP, violated rows appended each round (per round, up
-    to ``per_segment`` violated steps of each violated pair segment, then the ``per_step`` most
-    violated pairs of each step, at most ``max_rows_per_round``). ``method="kelley"``: cutting
-    planes over α with the slack LP solved exactly inside (:func:`solve_mixture_kelley`); the
-    same optimum, measured slower on our instances (bench/README).
+    ``method="auto"`` (default) is ``tree`` with HiGHS (:func:`solve_mixture_tree`), ``rows``
+    with a pulp solver. ``method="rows"``: the full LP, violated rows appended each round (per
+    round, up to ``per_segment`` violated steps of each violated pair segment, then the
+    ``per_step`` most violated pairs of each step, at most ``max_rows_per_round``, default
+    50,000). ``method="kelley"``: cutting planes over α with the slack LP solved exactly inside
+    (:func:`solve_mixture_kelley`). All reach the same optimum; tree was measured fastest at
+    every T we tried (bench/README: 5 languages × 1 MB, T = 2,000: tree 2.4 s, rows 25 s).
     """
     if method == "auto":
-        # measured: rows is faster at small T (5 langs x 1 MB: T=2,000 in 4 s), tree at large T
-        # (GPT-2 x 8 x 3 MB, T=30,000: 122 s; rows did not finish in 5 min)
-        method = "tree" if solver == "highs" and tr.n_steps > AUTO_TREE_STEPS else "rows"
+        method = "tree" if solver == "highs" else "rows"
     if method == "tree":
         if solver != "highs":
             raise ValueError("method 'tree' uses HiGHS through highspy")
@@ -428,8 +408,11 @@ def solve_mixture(
             scale=scale,
             progress=progress,
             time_limit=time_limit,
-            max_rows_per_round=min(max_rows_per_round, 5000),
+            max_rounds=max_rounds,
+            **({} if max_rows_per_round is None else {"max_rows_per_round": max_rows_per_round}),
         )
+    if max_rows_per_round is None:
+        max_rows_per_round = 50000
     if method == "kelley":
         if solver != "highs":
             raise ValueError("method 'kelley' uses HiGHS through highspy")
@@ -518,19 +501,9 @@ def solve_mixture(
             cols = np.fromiter(pair_col.values(), dtype=np.int64)
             ids = np.fromiter(pair_col.keys(), dtype=np.int64)
             v_pair_full[ids] = x[cols]
-        info = {
-            "round": rnd,
-            "violated": len(viol),
-            "added": len(steps),
-            "rows": rows,
-            "objective": objective,
-            "max_violation": max_viol,
-            "status": status,
-            "alpha": alpha.tolist(),
-        }
-        history.append(info)
-        if progress:
-            progress(info)
+        _record_round(
+            history, progress, rnd, len(viol), len(steps), rows, objective, max_viol, status, alpha
+        )
         if status not in ("Optimal", "Optimal solution found"):
             raise RuntimeError(f"LP solver {be.name} returned status {status!r} in round {rnd}")
         if time_limit is not None and time.perf_counter() - t0 > time_limit:
@@ -539,10 +512,9 @@ def solve_mixture(
             )
             break
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
-    ab = _byte_units(alpha, tr)
-    return LPResult(
-        alpha_pairs=alpha,
-        alpha_bytes=ab,
+    return _result(
+        tr,
+        alpha,
         objective=objective,
         rounds=rnd,
         rows=rows,
@@ -577,9 +549,7 @@ class _CoverLP:
         if threads:
             h.setOptionValue("threads", threads)
         self.inf = highspy.kHighsInf
-        T = lp.T
-        e = np.array([], np.int32)
-        h.addCols(T, np.ones(T), np.zeros(T), np.full(T, self.inf), 0, e, e, np.array([]))
+        _add_cols(h, lp.T, 1.0, 0.0, self.inf)
         self.h = h
         self.pair_col: dict[int, int] = {}
         self.D = np.zeros((0, lp.n))  # g_r(α) = D[r] @ α
@@ -596,15 +566,12 @@ class _CoverLP:
             base = self.lp.T + len(self.pair_col)
             for j, p in enumerate(new):
                 self.pair_col[p] = base + j
-            k = len(new)
-            e = np.array([], np.int32)
-            self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, self.inf), 0, e, e, np.array([]))
+            _add_cols(self.h, len(new), 1.0, 0.0, self.inf)
         D = -self.lp.row_coefficients(steps, pairs)
         k = len(steps)
-        pc = np.fromiter((self.pair_col[int(p)] for p in pairs), dtype=np.int32, count=k)
-        idx = np.stack([(steps - 1).astype(np.int32), pc], axis=1).ravel()
-        starts = (np.arange(k) * 2).astype(np.int32)
-        self.h.addRows(k, D @ alpha, np.full(k, self.inf), 2 * k, starts, idx, np.ones(2 * k))
+        pc = np.fromiter((self.pair_col[int(p)] for p in pairs), dtype=np.int64, count=k)
+        idx = np.column_stack([steps - 1, pc])
+        _add_rows(self.h, D @ alpha, self.inf, idx, np.ones((k, 2)))
         self.D = np.concatenate([self.D, D])
         self.row_step = np.concatenate([self.row_step, steps])
         self.row_pair = np.concatenate([self.row_pair, pairs])
@@ -640,21 +607,13 @@ def _solve_master(
 
     h = _new_highs()
     inf = highspy.kHighsInf
-    e = np.array([], np.int32)
     # columns: α_1..α_n, θ
-    cost = np.zeros(n + 1)
-    cost[n] = 1.0
-    h.addCols(
-        n + 1, cost, np.zeros(n + 1), np.concatenate([np.ones(n), [inf]]), 0, e, e, np.array([])
-    )
-    h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+    _add_cols(h, n, 0.0, 0.0, 1.0)
+    _add_cols(h, 1, 1.0, 0.0, inf)
+    _add_rows(h, 1.0, 1.0, np.arange(n)[None, :], np.ones((1, n)))
     k = len(cuts)
-    if k:
-        # θ - s·α ≥ 0
-        idx = np.tile(np.arange(n + 1, dtype=np.int32), k)
-        val = np.concatenate([-cuts, np.ones((k, 1))], axis=1).ravel()
-        starts = (np.arange(k) * (n + 1)).astype(np.int32)
-        h.addRows(k, np.zeros(k), np.full(k, inf), k * (n + 1), starts, idx, val)
+    # θ − s·α ≥ 0
+    _add_rows(h, 0.0, inf, np.tile(np.arange(n + 1), (k, 1)), np.column_stack([-cuts, np.ones(k)]))
     h.run()
     x = np.asarray(h.getSolution().col_value)
     return x[:n], float(x[n])
@@ -747,10 +706,9 @@ def solve_mixture_kelley(
         alpha = _simplex_point(alpha_next)
     timings.update(scan=t_scan, solve=t_solve, master=t_master, total=time.perf_counter() - t0)
     F, alpha, extra = best
-    ab = _byte_units(alpha, tr)
-    return LPResult(
-        alpha_pairs=alpha,
-        alpha_bytes=ab,
+    return _result(
+        tr,
+        alpha,
         objective=F,
         rounds=it,
         rows=cover.rows,
@@ -823,18 +781,25 @@ def solve_mixture_tree(
     *,
     tol: float = 1e-6,
     scale: float = 1e6,
-    max_rows_per_round: int = 5000,
+    max_rows_per_round: int = 2000,
     max_rounds: int = 5000,
     time_limit: float | None = None,
+    threads: int | None = None,
     progress: Callable[[dict], None] | None = None,
 ) -> LPResult:
     """The same LP in a compressed form: the rows of one pair segment share a segment tree.
 
     The constraints "value of segment s − v_p ≤ M(t) + v_t for every step t of s" become, with a
     free variable w per tree node bounded by ``w_leaf(t) ≤ M(t)·α + v_t`` and ``w_parent ≤
-    w_child``, one row per canonical node of s: ``z_s − v_p ≤ w_node`` (``z_s = C_s·α``). The
-    feasible set in (α, v) is unchanged, so the optimum is the LP's; a full scan certifies it.
-    Rows are generated lazily (the most violated node of each violated segment per round).
+    w_child``, one row per canonical node u of s: ``v_p + w_u − C_s·α ≥ 0``. The feasible set in
+    (α, v) is unchanged, so the optimum is the LP's; a round whose scan finds no violated
+    (node, segment) entry is a proof of optimality (the canonical nodes cover every step of every
+    segment exactly), and tests confirm it with the full (step, pair) scan.
+
+    Per round: the most violated entry of each violated segment, then of each pair, then the
+    ``max_rows_per_round`` most violated overall (measured on GPT-2 × 8 × 3 MB, T = 30,000: 2,000
+    rows per round reach the optimum in ~23 rounds; bench/README). HiGHS runs the parallel dual
+    simplex on ``threads`` threads (default: the CPUs of this process, at most 8).
     """
     t0 = time.perf_counter()
     lp = MixtureLP(tr, scale=scale)
@@ -844,62 +809,44 @@ def solve_mixture_tree(
     ct = _StepTree(lp)
     n, T, N, S = lp.n, lp.T, ct.N, ct.S
     P = len(tr.pairs)
+    if threads is None:
+        threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     h = _new_highs()
     h.setOptionValue("solver", "simplex")
+    if threads > 1:  # PAMI: HiGHS' parallel dual simplex
+        h.setOptionValue("simplex_strategy", 2)
+        h.setOptionValue("simplex_max_concurrency", threads)
+        h.setOptionValue("threads", threads)
     inf = _highs_inf()
-    e = np.array([], np.int32)
     # columns: α [0, n), v_t of present steps [n, n+S), w of tree nodes [n+S, n+S+2N)
-    h.addCols(n, np.zeros(n), np.zeros(n), np.ones(n), 0, e, e, np.array([]))
-    h.addCols(S, np.ones(S), np.zeros(S), np.full(S, inf), 0, e, e, np.array([]))
-    h.addCols(
-        2 * N, np.zeros(2 * N), np.full(2 * N, -inf), np.full(2 * N, inf), 0, e, e, np.array([])
-    )
+    _add_cols(h, n, 0.0, 0.0, 1.0)
+    _add_cols(h, S, 1.0, 0.0, inf)
+    _add_cols(h, 2 * N, 0.0, -inf, inf)
     W0 = n + S
     ncol = n + S + 2 * N
-    h.addRow(1.0, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
-    MB = lp.merge_val_base[ct.pres]  # (S, n)
-    # leaves: w_leaf - v_t - M_t·α ≤ 0
-    idx = np.concatenate(
-        [
-            (W0 + N + np.arange(S))[:, None],
-            (n + np.arange(S))[:, None],
-            np.tile(np.arange(n), (S, 1)),
-        ],
-        axis=1,
-    ).astype(np.int32)
-    val = np.concatenate([np.ones((S, 1)), -np.ones((S, 1)), -MB], axis=1)
-    h.addRows(
-        S,
-        np.full(S, -inf),
-        np.zeros(S),
-        S * (n + 2),
-        (np.arange(S) * (n + 2)).astype(np.int32),
-        idx.ravel(),
-        val.ravel(),
+    _add_rows(h, 1.0, 1.0, np.arange(n)[None, :], np.ones((1, n)))
+    MB = lp.merge_val_base[ct.pres]  # (S, n): M_t(α) = MB[t] @ α
+    # leaves: w_leaf − v_t − M_t·α ≤ 0
+    leaf = np.arange(S)
+    _add_rows(
+        h,
+        -inf,
+        0.0,
+        np.column_stack([W0 + N + leaf, n + leaf, np.tile(np.arange(n), (S, 1))]),
+        np.column_stack([np.ones(S), -np.ones(S), -MB]),
     )
-    # tree: w_parent - w_child ≤ 0
+    # tree: w_parent − w_child ≤ 0
     ch = np.arange(2, 2 * N)
     ch = ch[ct.node_used[ch]]
-    k = len(ch)
-    idx = np.stack([W0 + (ch >> 1), W0 + ch], axis=1).astype(np.int32)
-    h.addRows(
-        k,
-        np.full(k, -inf),
-        np.zeros(k),
-        2 * k,
-        (np.arange(k) * 2).astype(np.int32),
-        idx.ravel(),
-        np.tile([1.0, -1.0], k),
+    _add_rows(
+        h,
+        -inf,
+        0.0,
+        np.column_stack([W0 + (ch >> 1), W0 + ch]),
+        np.tile([1.0, -1.0], (len(ch), 1)),
     )
-    # per-category scaled counts of every segment, (R, n)
-    R = len(lp.row_key)
-    Cseg = np.zeros((R, n))
-    for i in range(n):
-        cs = np.cumsum(np.bincount(lp.ev_row[i], weights=lp.ev_delta[i], minlength=R))
-        before = np.where(lp.group_start > 0, cs[lp.group_start - 1], 0.0)
-        Cseg[:, i] = (cs - before) * lp.norm[i]
+    Cseg = lp.segment_coefficients()  # (R, n): value of segment s = Cseg[s] @ α
     pcol = np.full(P, -1, dtype=np.int64)
-    zcol = np.full(R, -1, dtype=np.int64)
     added = np.zeros(len(ct.e_node), dtype=bool)
     alpha = np.full(n, 1.0 / n)
     vt = np.zeros(S)
@@ -916,65 +863,40 @@ def solve_mixture_tree(
         nm = ct.node_min(MB @ alpha + vt)
         viol = (Cseg @ alpha - vp[lp.row_pair])[ct.e_seg] - nm[ct.e_node]
         cand = np.flatnonzero(viol > tol)
-        t_scan += time.perf_counter() - ts
         max_viol = float(viol[cand].max()) if len(cand) else 0.0
         if len(cand) == 0:
+            t_scan += time.perf_counter() - ts
             optimal = True
             break
         fresh = cand[~added[cand]]
         if len(fresh) == 0:
+            t_scan += time.perf_counter() - ts
             optimal = max_viol <= 1e-3
             log.warning(
                 "LP (tree): only rows already in the model are violated (max %.3g)", max_viol
             )
             break
-        # the most violated node of each violated segment, the worst max_rows_per_round of them
-        o = np.lexsort((-viol[fresh], ct.e_seg[fresh]))
-        c2 = fresh[o]
-        first = np.ones(len(c2), dtype=bool)
-        first[1:] = ct.e_seg[c2][1:] != ct.e_seg[c2][:-1]
-        c2 = c2[first]
-        if len(c2) > max_rows_per_round:
-            c2 = c2[np.argsort(-viol[c2], kind="stable")[:max_rows_per_round]]
+        pick = _worst_per_group(fresh, ct.e_seg[fresh], viol)
+        pick = _worst_per_group(pick, lp.row_pair[ct.e_seg[pick]], viol)
+        if len(pick) > max_rows_per_round:
+            pick = pick[np.argsort(-viol[pick], kind="stable")[:max_rows_per_round]]
+        t_scan += time.perf_counter() - ts
         tb = time.perf_counter()
-        added[c2] = True
-        segs, nodes = ct.e_seg[c2], ct.e_node[c2]
+        added[pick] = True
+        segs, nodes = ct.e_seg[pick], ct.e_node[pick]
         prs = lp.row_pair[segs]
         newp = np.unique(prs[pcol[prs] < 0])
         if len(newp):
-            kk = len(newp)
-            pcol[newp] = ncol + np.arange(kk)
-            ncol += kk
-            h.addCols(kk, np.ones(kk), np.zeros(kk), np.full(kk, inf), 0, e, e, np.array([]))
-        news = np.unique(segs[zcol[segs] < 0])
-        if len(news):
-            kk = len(news)
-            zcol[news] = ncol + np.arange(kk)
-            ncol += kk
-            h.addCols(kk, np.zeros(kk), np.full(kk, -inf), np.full(kk, inf), 0, e, e, np.array([]))
-            idx = np.concatenate(
-                [zcol[news][:, None], np.tile(np.arange(n), (kk, 1))], axis=1
-            ).astype(np.int32)
-            vv = np.concatenate([np.ones((kk, 1)), -Cseg[news]], axis=1)
-            h.addRows(
-                kk,
-                np.zeros(kk),
-                np.zeros(kk),
-                kk * (n + 1),
-                (np.arange(kk) * (n + 1)).astype(np.int32),
-                idx.ravel(),
-                vv.ravel(),
-            )
-        k = len(c2)
-        idx = np.stack([pcol[prs], W0 + nodes, zcol[segs]], axis=1).astype(np.int32)
-        h.addRows(
-            k,
-            np.zeros(k),
-            np.full(k, inf),
-            3 * k,
-            (np.arange(k) * 3).astype(np.int32),
-            idx.ravel(),
-            np.tile([1.0, 1.0, -1.0], k),
+            pcol[newp] = ncol + np.arange(len(newp))
+            ncol += len(newp)
+            _add_cols(h, len(newp), 1.0, 0.0, inf)
+        k = len(pick)
+        _add_rows(
+            h,
+            0.0,
+            inf,
+            np.column_stack([pcol[prs], W0 + nodes, np.tile(np.arange(n), (k, 1))]),
+            np.column_stack([np.ones((k, 2)), -Cseg[segs]]),
         )
         t_build += time.perf_counter() - tb
         tv = time.perf_counter()
@@ -990,29 +912,27 @@ def solve_mixture_tree(
         has = pcol >= 0
         vp[has] = x[pcol[has]]
         objective = float(h.getInfo().objective_function_value)
-        info = {
-            "round": rnd,
-            "violated": len(cand),
-            "added": int(k),
-            "rows": int(added.sum()),
-            "objective": objective,
-            "max_violation": max_viol,
-            "status": status,
-            "alpha": alpha.tolist(),
-        }
-        history.append(info)
-        if progress:
-            progress(info)
+        _record_round(
+            history,
+            progress,
+            rnd,
+            len(cand),
+            k,
+            int(added.sum()),
+            objective,
+            max_viol,
+            status,
+            alpha,
+        )
         if time_limit is not None and time.perf_counter() - t0 > time_limit:
             log.warning("LP (tree): time limit of %.0f s reached after %d rounds", time_limit, rnd)
             break
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
     v_step = np.zeros(T)
     v_step[ct.pres] = vt
-    ab = _byte_units(alpha, tr)
-    return LPResult(
-        alpha_pairs=alpha,
-        alpha_bytes=ab,
+    return _result(
+        tr,
+        alpha,
         objective=objective,
         rounds=rnd,
         rows=int(added.sum()),
@@ -1026,6 +946,62 @@ def solve_mixture_tree(
         step_slack=v_step,
         pair_slack=vp,
     )
+
+
+def _worst_per_group(idx: np.ndarray, group: np.ndarray, viol: np.ndarray) -> np.ndarray:
+    """Of the entries ``idx`` (with group labels ``group``), the most violated of each group."""
+    o = np.lexsort((-viol[idx], group))
+    g = group[o]
+    first = np.ones(len(o), dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    return idx[o[first]]
+
+
+def _record_round(
+    history, progress, rnd, violated, added, rows, objective, max_viol, status, alpha
+) -> None:
+    info = {
+        "round": rnd,
+        "violated": int(violated),
+        "added": int(added),
+        "rows": int(rows),
+        "objective": objective,
+        "max_violation": max_viol,
+        "status": status,
+        "alpha": alpha.tolist(),
+    }
+    history.append(info)
+    if progress:
+        progress(info)
+
+
+def _result(tr: Trajectories, alpha: np.ndarray, **kw) -> LPResult:
+    return LPResult(alpha_pairs=alpha, alpha_bytes=_byte_units(alpha, tr), **kw)
+
+
+def _add_cols(h, k: int, cost: float, lower: float, upper: float) -> None:
+    """Append ``k`` columns with equal cost and bounds to a live HiGHS model."""
+    if k:
+        e = np.array([], np.int32)
+        h.addCols(k, np.full(k, cost), np.full(k, lower), np.full(k, upper), 0, e, e, np.array([]))
+
+
+def _add_rows(h, lower, upper, idx: np.ndarray, val: np.ndarray) -> None:
+    """Append rows of equal width: ``idx``/``val`` are (k, m) column indices and coefficients;
+    ``lower``/``upper`` scalars or (k,) arrays."""
+    k, m = idx.shape
+    if k:
+        lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (k,)).copy()
+        hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), (k,)).copy()
+        h.addRows(
+            k,
+            lo,
+            hi,
+            k * m,
+            (np.arange(k) * m).astype(np.int32),
+            np.ascontiguousarray(idx, dtype=np.int32).ravel(),
+            np.ascontiguousarray(val, dtype=np.float64).ravel(),
+        )
 
 
 def _simplex_point(x: np.ndarray) -> np.ndarray:

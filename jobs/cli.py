@@ -48,6 +48,31 @@ class Solver(str, Enum):
     pulp_cbc = "pulp-cbc"
 
 
+class LPMethod(str, Enum):
+    auto = "auto"
+    tree = "tree"
+    rows = "rows"
+    kelley = "kelley"
+
+
+# options shared by several commands
+SolverOpt = Annotated[Solver, typer.Option("--solver", help="LP solver.")]
+LPMethodOpt = Annotated[
+    LPMethod,
+    typer.Option(
+        "--lp-method",
+        help="LP formulation: auto (tree with HiGHS, rows with pulp), tree, rows, kelley.",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -148,11 +173,6 @@ class _Progress:
         )
 
 
-def _lp_options(method: str | None) -> dict:
-    """Extra keywords for solve_mixture (only those given, so older versions keep working)."""
-    return {"method": method} if method else {}
-
-
 def _write_outputs(result, json_out: str | None, plot: str | None) -> None:
     from forensics.report import plot_mixture, write_json
 
@@ -197,17 +217,12 @@ def infer(
             "--pattern", help="Pretokenizer regex override: a name (cl100k, o200k, ...) or regex."
         ),
     ] = None,
-    solver: Annotated[Solver, typer.Option("--solver", help="LP solver.")] = Solver.highs,
+    solver: SolverOpt = Solver.highs,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write the result as JSON here.")
     ] = None,
     plot: Annotated[str | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)."
-        ),
-    ] = None,
+    address: AddressOpt = None,
     shard_bytes: Annotated[
         float | None,
         typer.Option(
@@ -217,14 +232,8 @@ def infer(
             show_default=False,
         ),
     ] = None,
-    lp_method: Annotated[
-        str | None,
-        typer.Option(
-            "--lp-method",
-            help="LP method: auto (default: tree above 5,000 merges, else rows), rows, tree, kelley.",
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    lp_method: LPMethodOpt = LPMethod.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Infer the training-data mixture of TOKENIZER over the sample CATEGORIES."""
     from forensics.infer import ForensicsError, infer_mixture
@@ -244,7 +253,7 @@ def infer(
                 address=address,
                 on_count_progress=prog.count,
                 on_lp_progress=prog.lp,
-                **_lp_options(lp_method),
+                method=lp_method.value,
             )
     except ForensicsError as e:
         raise _fail(str(e)) from None
@@ -281,19 +290,13 @@ def demo(
             "--bytes-per-category", min=1000, help="Training text per category (average)."
         ),
     ] = 150_000,
-    solver: Annotated[Solver, typer.Option("--solver", help="LP solver.")] = Solver.highs,
+    solver: SolverOpt = Solver.highs,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write truth and estimate here.")
     ] = None,
-    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address.")] = None,
-    lp_method: Annotated[
-        str | None,
-        typer.Option(
-            "--lp-method",
-            help="LP method: auto (default: tree above 5,000 merges, else rows), rows, tree, kelley.",
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    address: AddressOpt = None,
+    lp_method: LPMethodOpt = LPMethod.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a BPE on a known mixture of sample categories and infer the mixture back."""
     from forensics.demo import DEFAULT_SAMPLE_DIR, run_demo
@@ -314,7 +317,7 @@ def demo(
                 address=address,
                 on_count_progress=prog.count,
                 on_lp_progress=prog.lp,
-                **_lp_options(lp_method),
+                method=lp_method.value,
             )
     except ForensicsError as e:
         raise _fail(str(e)) from None

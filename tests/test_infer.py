@@ -100,7 +100,7 @@ def test_gpt2_cli_end_to_end(ray_session, shared_dir, tmp_path):
     assert abs(sum(data["mixture_pairs"].values()) - 1) < 1e-9
     assert max(mix, key=mix.get) == "en", mix
     diag = data["diagnostics"]
-    assert diag["T"] == 1000 and diag["solver"] == "highs" and diag["rows"] > 0
+    assert diag["T"] == 1000 and diag["solver"] == "highs-tree" and diag["rows"] > 0
     assert diag["optimal"] is True
     tok = data["tokenizer"]
     assert tok["n_merges"] == 50_000 and tok["T"] == 1000 and tok["format"] == "vocab+merges"

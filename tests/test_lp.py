@@ -160,10 +160,7 @@ def test_tree_formulation_reaches_the_same_optimum(small_instance):
         assert res.step_slack.sum() + res.pair_slack.sum() == pytest.approx(res.objective, rel=1e-6)
 
 
-def test_auto_method_picks_by_number_of_steps(small_instance, monkeypatch):
-    import forensics.lp as lpmod
-
+def test_auto_method_is_tree_with_highs_and_rows_with_pulp(small_instance):
     tr, _ = small_instance
-    assert solve_mixture(tr).solver == "highs"  # 300 steps: rows
-    monkeypatch.setattr(lpmod, "AUTO_TREE_STEPS", 100)
     assert solve_mixture(tr).solver == "highs-tree"
+    assert solve_mixture(tr, solver="pulp-highs").solver == "pulp-highs"
