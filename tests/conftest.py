@@ -48,3 +48,9 @@ def shared_dir() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_tokenizers(shared_dir) -> Path:
+    """``../shared/tokenizers``: the released tokenizers (gpt2, cl100k_base, llama2, mistral)."""
+    return shared_dir / "tokenizers"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -24,22 +25,17 @@ from forensics.categories import (
 from pipeline.readers import UNREADABLE, ReadErrors, iter_documents
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-NAMES = [
-    "ko",
-    "en",
-    "ja",
-    "zh",
-    "de",
-    "fr",
-    "es",
-    "ru",
-    "code-python",
-    "code-c",
-    "code-go",
-    "code-rust",
-    "code-java",
-    "code-javascript",
-]
+
+
+def _sample_categories() -> list[str]:
+    """The category list of the script that made data/sample."""
+    spec = importlib.util.spec_from_file_location("make_sample", SAMPLE.parent / "make_sample.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.CATEGORIES)
+
+
+NAMES = _sample_categories()
 
 
 def write_jsonl_gz(path: Path, texts: list[str]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from forensics.merges import PretokenizerSpec, token_str_to_bytes
@@ -23,16 +21,6 @@ TEXT = (
     "Ünïcödé — “quotes”, 日本語のテキスト, 한국어 텍스트 12345!\n"
     "\x00\x7f odd bytes \u00ad soft hyphen   \n   trailing   "
 )
-
-
-@pytest.fixture(scope="module")
-def shared() -> Path:
-    path = Path(__file__).parents[1].parent / "shared" / "tokenizers"
-    if not path.is_dir():
-        pytest.fail(
-            f"the shared tokenizer files are missing: expected {path} (the repo's ../shared)"
-        )
-    return path
 
 
 def _regex(pattern: str) -> Pretokenizer:
@@ -66,9 +54,9 @@ def test_regex_pretokens_round_trip_bytes(pattern):
     assert all(pieces)
 
 
-def test_shared_byte_level_round_trip(shared):
+def test_shared_byte_level_round_trip(shared_tokenizers):
     for name in ("gpt2", "cl100k_base"):
-        pre = Pretokenizer.from_spec(load_merge_list(shared / name).pretokenizer)
+        pre = Pretokenizer.from_spec(load_merge_list(shared_tokenizers / name).pretokenizer)
         pieces = pre.pretokenize_many(pre.lines(TEXT))
         assert b"".join(token_str_to_bytes(p) for p in pieces) == TEXT.encode("utf-8")
 
@@ -139,11 +127,11 @@ def test_sentencepiece_spec():
     assert p.pretokenize("a b") == ["▁a▁b"]
 
 
-def test_mistral_and_llama2_pretokens(shared):
+def test_mistral_and_llama2_pretokens(shared_tokenizers):
     mistral = Pretokenizer.from_spec(
-        load_merge_list(shared / "mistral-7b-v0.1" / "tokenizer.model").pretokenizer
+        load_merge_list(shared_tokenizers / "mistral-7b-v0.1" / "tokenizer.model").pretokenizer
     )
-    llama = Pretokenizer.from_spec(load_merge_list(shared / "llama2").pretokenizer)
+    llama = Pretokenizer.from_spec(load_merge_list(shared_tokenizers / "llama2").pretokenizer)
     assert mistral.pretokenize("Hello world, hi") == ["▁Hello", "▁world,", "▁hi"]
     assert mistral.pretokenize("    return x") == ["▁▁▁▁▁return", "▁x"]
     assert mistral.lines("a\nb\n") == ["a", "b"]
@@ -151,7 +139,7 @@ def test_mistral_and_llama2_pretokens(shared):
         assert llama.pretokenize(line) == mistral.pretokenize(line)
     from tokenizers import Tokenizer
 
-    raw = Tokenizer.from_file(str(shared / "llama2" / "tokenizer.json"))
+    raw = Tokenizer.from_file(str(shared_tokenizers / "llama2" / "tokenizer.json"))
     line = "  def f(x):  return x"
     assert "".join(llama.pretokenize(line)) == raw.normalizer.normalize_str(line)
     whole = PretokenizerSpec(**{**llama.spec.__dict__, "sp_words": False})
@@ -171,11 +159,11 @@ def test_lines_and_helpers():
         PretokenizerSpec(kind="regex")
 
 
-def test_pickle_round_trip(shared):
+def test_pickle_round_trip(shared_tokenizers):
     import pickle
 
     for source in ("cl100k_base", "llama2", "mistral-7b-v0.1"):
-        pre = Pretokenizer.from_spec(load_merge_list(shared / source).pretokenizer)
+        pre = Pretokenizer.from_spec(load_merge_list(shared_tokenizers / source).pretokenizer)
         clone = pickle.loads(pickle.dumps(pre))
         assert clone.spec == pre.spec
         assert clone.pretokenize(TEXT) == pre.pretokenize(TEXT)

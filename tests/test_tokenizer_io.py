@@ -33,42 +33,34 @@ SAMPLE = (
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    path = Path(__file__).parents[1].parent / "shared" / "tokenizers"
-    if not path.is_dir():
-        pytest.fail(
-            f"the shared tokenizer files are missing: expected {path} (the repo's ../shared)"
-        )
-    return path
+def gpt2(shared_tokenizers) -> MergeList:
+    return load_merge_list(shared_tokenizers / "gpt2")
 
 
 @pytest.fixture(scope="session")
-def gpt2(shared) -> MergeList:
-    return load_merge_list(shared / "gpt2")
-
-
-@pytest.fixture(scope="session")
-def cl100k_ranks(shared) -> dict[bytes, int]:
+def cl100k_ranks(shared_tokenizers) -> dict[bytes, int]:
     ranks = {}
-    for line in (shared / "cl100k_base" / "cl100k_base.tiktoken").read_bytes().splitlines():
+    for line in (
+        (shared_tokenizers / "cl100k_base" / "cl100k_base.tiktoken").read_bytes().splitlines()
+    ):
         tok, rank = line.split()
         ranks[base64.b64decode(tok)] = int(rank)
     return ranks
 
 
 @pytest.fixture(scope="session")
-def cl100k(shared) -> MergeList:
-    return load_merge_list(shared / "cl100k_base")
+def cl100k(shared_tokenizers) -> MergeList:
+    return load_merge_list(shared_tokenizers / "cl100k_base")
 
 
 @pytest.fixture(scope="session")
-def llama2(shared) -> MergeList:
-    return load_merge_list(shared / "llama2" / "tokenizer.json")
+def llama2(shared_tokenizers) -> MergeList:
+    return load_merge_list(shared_tokenizers / "llama2" / "tokenizer.json")
 
 
 @pytest.fixture(scope="session")
-def mistral(shared) -> MergeList:
-    return load_merge_list(shared / "mistral-7b-v0.1" / "tokenizer.model")
+def mistral(shared_tokenizers) -> MergeList:
+    return load_merge_list(shared_tokenizers / "mistral-7b-v0.1" / "tokenizer.model")
 
 
 def _hf_bpe(ml: MergeList):
@@ -148,8 +140,8 @@ def test_cl100k_merges_reproduce_tiktoken_encoding(cl100k, cl100k_ranks):
     assert got == expected
 
 
-def test_gpt2_merges_txt_equals_merges_from_ranks(shared, gpt2):
-    vocab = json.loads((shared / "gpt2" / "vocab.json").read_text(encoding="utf-8"))
+def test_gpt2_merges_txt_equals_merges_from_ranks(shared_tokenizers, gpt2):
+    vocab = json.loads((shared_tokenizers / "gpt2" / "vocab.json").read_text(encoding="utf-8"))
     ranks = {token_str_to_bytes(k): i for k, i in vocab.items() if k != "<|endoftext|>"}
     assert len(ranks) == 50_256
     assert merges_from_ranks(ranks) == list(gpt2.merges)
@@ -157,8 +149,8 @@ def test_gpt2_merges_txt_equals_merges_from_ranks(shared, gpt2):
     assert gpt2.pretokenizer.kind == "regex" and gpt2.pretokenizer.pattern == GPT2_PATTERN
 
 
-def test_llama2_redundant_merges_cleaned(shared, llama2):
-    raw = json.loads((shared / "llama2" / "tokenizer.json").read_text(encoding="utf-8"))
+def test_llama2_redundant_merges_cleaned(shared_tokenizers, llama2):
+    raw = json.loads((shared_tokenizers / "llama2" / "tokenizer.json").read_text(encoding="utf-8"))
     assert len(raw["model"]["merges"]) == 58_980
     assert len(llama2.merges) == 28_446
     assert llama2.dropped_redundant == 58_980 - 28_446
@@ -183,10 +175,10 @@ def test_llama2_redundant_merges_cleaned(shared, llama2):
     assert spec.allow_whitespace_only_pieces
 
 
-def test_llama2_cleaned_list_encodes_like_the_original(shared):
+def test_llama2_cleaned_list_encodes_like_the_original(shared_tokenizers):
     from tokenizers import Tokenizer
 
-    path = shared / "llama2" / "tokenizer.json"
+    path = shared_tokenizers / "llama2" / "tokenizer.json"
     ml = load_merge_list(path, sp_order="score")
     assert len(ml.merges) == 28_446
     assert ml.tokens[-2:] == ("▁▁▁▁▁▁▁".encode(), "▁▁▁▁▁▁▁▁▁▁▁".encode())
@@ -199,7 +191,7 @@ def test_llama2_cleaned_list_encodes_like_the_original(shared):
         assert a.ids == b.ids
 
 
-def test_mistral_sentencepiece_model(shared, mistral):
+def test_mistral_sentencepiece_model(shared_tokenizers, mistral):
     import sentencepiece as spm
 
     assert len(mistral.merges) == 28_446
@@ -209,7 +201,7 @@ def test_mistral_sentencepiece_model(shared, mistral):
     assert spec.add_dummy_prefix and not spec.remove_extra_whitespaces
     assert spec.allow_whitespace_only_pieces
     # in score (encoding) order, the merges reproduce SentencePiece's own encoding
-    path = shared / "mistral-7b-v0.1" / "tokenizer.model"
+    path = shared_tokenizers / "mistral-7b-v0.1" / "tokenizer.model"
     ml = load_merge_list(path, sp_order="score")
     assert set(ml.merges) == set(mistral.merges)
     sp = spm.SentencePieceProcessor(model_file=str(path))
@@ -346,11 +338,11 @@ def test_non_bpe_tokenizer_json_unsupported(tmp_path, kind):
     assert str(path) in str(err.value)
 
 
-def test_unigram_sentencepiece_unsupported(shared, tmp_path):
+def test_unigram_sentencepiece_unsupported(shared_tokenizers, tmp_path):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     proto = pb.ModelProto()
-    proto.ParseFromString((shared / "mistral-7b-v0.1" / "tokenizer.model").read_bytes())
+    proto.ParseFromString((shared_tokenizers / "mistral-7b-v0.1" / "tokenizer.model").read_bytes())
     proto.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
     path = tmp_path / "uni.model"
     path.write_bytes(proto.SerializeToString())
@@ -415,13 +407,13 @@ def _hub_repo(cache: Path, repo: str, files: dict[str, Path]) -> None:
         shutil.copy(src, snap / name)
 
 
-def test_hub_cache_offline(tmp_path, monkeypatch, shared):
+def test_hub_cache_offline(tmp_path, monkeypatch, shared_tokenizers):
     cache = tmp_path / "hub"
     _hub_repo(cache, "org/bpe", {"tokenizer.json": _train_bytelevel(tmp_path)})
     _hub_repo(
         cache,
         "gpt2",
-        {n: shared / "gpt2" / n for n in ("vocab.json", "merges.txt")},
+        {n: shared_tokenizers / "gpt2" / n for n in ("vocab.json", "merges.txt")},
     )
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
