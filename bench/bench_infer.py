@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--merges", type=int, default=30000, help="T for the LP")
     ap.add_argument("--sample-bytes", type=float, default=3e6)
     ap.add_argument("--lp-time-limit", type=float, default=600)
-    ap.add_argument("--lp-method", default="tree", choices=["rows", "tree", "kelley"])
+    ap.add_argument("--lp-method", default="auto", choices=["auto", "tree", "rows", "kelley"])
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
 

@@ -56,7 +56,7 @@ import math
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -292,6 +292,29 @@ class ShardCounts:
     seconds: float
 
 
+def count_texts(
+    model: BPEModel,
+    pretokenizer: Pretokenizer,
+    texts: Iterable[str],
+    *,
+    document_mode: bool = False,
+    n_bytes: int | None = None,
+) -> CategoryCounts:
+    """Final-token counts of documents, read in lines as the target was trained (or whole
+    documents with ``document_mode``). ``n_bytes``: the sample's size as read (default: the
+    documents' UTF-8 size)."""
+    words: Counter[str] = Counter()
+    size = 0
+    for doc in texts:
+        if n_bytes is None:
+            size += len(doc.encode("utf-8"))
+        if document_mode:
+            words.update(pretokenizer.pretokenize(doc))
+        else:
+            words.update(pretokenizer.pretokenize_document(doc))
+    return count_tokens(model, words, size if n_bytes is None else n_bytes)
+
+
 def count_shard(
     model: BPEModel,
     pretokenizer: Pretokenizer,
@@ -305,13 +328,9 @@ def count_shard(
     t0 = time.perf_counter()
     errors = ReadErrors()
     sample = sample_shard(shard, errors=errors, text_field=text_field)
-    words: Counter[str] = Counter()
-    for doc in sample.texts:
-        if document_mode:
-            words.update(pretokenizer.pretokenize(doc))
-        else:
-            words.update(pretokenizer.pretokenize_document(doc))
-    counts = count_tokens(model, words, sample.n_bytes)
+    counts = count_texts(
+        model, pretokenizer, sample.texts, document_mode=document_mode, n_bytes=sample.n_bytes
+    )
     return ShardCounts(
         category=shard.category,
         index=index,

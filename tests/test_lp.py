@@ -4,7 +4,6 @@ same optimum through every solver path."""
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from forensics.counting import (
     TokenHistories,
     build_trajectories,
     category_events,
-    count_tokens,
 )
+from forensics.infer import count_texts
 from forensics.lp import MixtureLP, solve_mixture
 from forensics.pretokenize import Pretokenizer
 from forensics.tokenizer_io import load_merge_list
@@ -57,10 +56,7 @@ def controlled(
     hist = TokenHistories(model)
     events = []
     for c in cats:
-        lines = [ln for d in attack[c] for ln in pre.lines(d)]
-        wc = Counter(pre.pretokenize_many(lines))
-        cc = count_tokens(model, wc, sum(len(ln.encode()) for ln in lines))
-        events.append(category_events(model, cc, hist))
+        events.append(category_events(model, count_texts(model, pre, attack[c]), hist))
     tr = build_trajectories(model, cats, events, T)
     total = sum(used.values())
     truth = np.array([used[c] / total for c in cats])
