@@ -1,6 +1,6 @@
 """A controlled mixture-inference experiment on the project's own sample data.
 
-:func:`run_demo` reproduces the paper's protocol at toy scale, offline, in about a minute on two
+:func:`run_demo` reproduces the paper's protocol at toy scale, offline, in about 15 s on two
 cores:
 
 1. pick ``n`` categories of a folder of category files (by default ``data/sample``; with
