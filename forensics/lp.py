@@ -90,6 +90,8 @@ class LPResult:
     history: list[dict] = field(default_factory=list)
     step_slack: np.ndarray | None = None  # v_t, (T,)
     pair_slack: np.ndarray | None = None  # v_p, (number of pairs,)
+    violated_share: float | None = None  # MixtureLP.violated_share at the solution
+    after: int = 0  # merges 1..after were not constrained
 
 
 def available_solvers() -> list[str]:
@@ -147,8 +149,11 @@ class _SparseMin:
 class MixtureLP:
     """Holds the scan structures for one set of trajectories; :meth:`solve` runs the loop."""
 
-    def __init__(self, tr: Trajectories, *, scale: float = 1e6):
+    def __init__(self, tr: Trajectories, *, scale: float = 1e6, after: int = 0):
         t0 = time.perf_counter()
+        if not 0 <= after < tr.n_steps:
+            raise ValueError(f"after = {after} must be in [0, {tr.n_steps}) (the merges used)")
+        self.after = after
         self.tr = tr
         self.n = tr.n
         self.T = tr.n_steps
@@ -197,10 +202,11 @@ class MixtureLP:
         has = tr.merge_pair >= 0
         merge_step[tr.merge_pair[has]] = steps[has]
         end = np.minimum(end, merge_step[self.row_pair] - 1)
-        self.seg_lo = self.row_step + 1
+        # constraints start after the first `after` merges (pre-applied: an extended vocabulary)
+        self.seg_lo = np.maximum(self.row_step + 1, after + 1)
         self.seg_hi = end
         self.seg_ok = self.seg_lo <= self.seg_hi
-        self.present = tr.merge_pair >= 0
+        self.present = (tr.merge_pair >= 0) & (steps > after)
         self.merge_val_base = (tr.merge_counts * self.norm[:, None]).T  # (T, n)
         self.timings = {"setup": time.perf_counter() - t0}
 
@@ -235,6 +241,15 @@ class MixtureLP:
             rmq, self.seg_lo[cand] - 1, self.seg_hi[cand] - 1, val[cand], per_segment, tol
         )
         return step0 + 1, self.row_pair[cand[seg]], viol
+
+    def violated_share(self, alpha: np.ndarray) -> float:
+        """Share of the constrained merges that are *not* the most frequent pair of the
+        α-weighted attack counts (some pair beats them with no slack). Near 0 when the
+        categories explain the merge list; it rises with sampling noise and with training data
+        that no category covers."""
+        steps, _, _ = self.scan(alpha, np.zeros(self.T), np.zeros(len(self.tr.pairs)), 1e-6, 1)
+        n = int(self.present.sum())
+        return len(np.unique(steps)) / n if n else 0.0
 
     def segment_coefficients(self) -> np.ndarray:
         """(R, n): the scaled count of each segment's pair per category (value = row @ α)."""
@@ -385,9 +400,13 @@ def solve_mixture(
     highs_method: str = "simplex",
     tol: float = 1e-6,
     scale: float = 1e6,
+    after: int = 0,
     progress: Callable[[dict], None] | None = None,
 ) -> LPResult:
     """Solve the mixture LP to optimality by constraint generation.
+
+    ``after=K`` constrains only merges ``K+1..T`` (their counts have merges ``1..K`` applied):
+    the attack on the merges an extended vocabulary added to a base tokenizer.
 
     ``method="auto"`` (default) is ``tree`` with HiGHS (:func:`solve_mixture_tree`), ``rows``
     with a pulp solver. ``method="rows"``: the full LP, violated rows appended each round (per
@@ -409,6 +428,7 @@ def solve_mixture(
             progress=progress,
             time_limit=time_limit,
             max_rounds=max_rounds,
+            after=after,
             **({} if max_rows_per_round is None else {"max_rows_per_round": max_rows_per_round}),
         )
     if max_rows_per_round is None:
@@ -424,12 +444,13 @@ def solve_mixture(
             per_segment=per_segment,
             max_rows_per_round=max_rows_per_round,
             progress=progress,
+            after=after,
         )
     if method != "rows":
         raise ValueError(f"unknown LP method {method!r} (rows, tree, kelley)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    lp = MixtureLP(tr, scale=scale)
+    lp = MixtureLP(tr, scale=scale, after=after)
     timings["setup"] = time.perf_counter() - t0
     n, T = lp.n, lp.T
     if not np.any(lp.present):
@@ -513,7 +534,7 @@ def solve_mixture(
             break
     timings.update(scan=t_scan, build=t_build, solve=t_solve, total=time.perf_counter() - t0)
     return _result(
-        tr,
+        lp,
         alpha,
         objective=objective,
         rounds=rnd,
@@ -629,6 +650,7 @@ def solve_mixture_kelley(
     per_segment: int = 8,
     max_rows_per_round: int = 50000,
     max_iterations: int = 300,
+    after: int = 0,
     progress: Callable[[dict], None] | None = None,
 ) -> LPResult:
     """Cutting planes over the n mixture weights (Kelley), exact slack LP inside.
@@ -640,7 +662,7 @@ def solve_mixture_kelley(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    lp = MixtureLP(tr, scale=scale)
+    lp = MixtureLP(tr, scale=scale, after=after)
     timings["setup"] = time.perf_counter() - t0
     if not np.any(lp.present):
         raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
@@ -707,7 +729,7 @@ def solve_mixture_kelley(
     timings.update(scan=t_scan, solve=t_solve, master=t_master, total=time.perf_counter() - t0)
     F, alpha, extra = best
     return _result(
-        tr,
+        lp,
         alpha,
         objective=F,
         rounds=it,
@@ -785,6 +807,7 @@ def solve_mixture_tree(
     max_rounds: int = 5000,
     time_limit: float | None = None,
     threads: int | None = None,
+    after: int = 0,
     progress: Callable[[dict], None] | None = None,
 ) -> LPResult:
     """The same LP in a compressed form: the rows of one pair segment share a segment tree.
@@ -802,7 +825,7 @@ def solve_mixture_tree(
     simplex on ``threads`` threads (default: the CPUs of this process, at most 8).
     """
     t0 = time.perf_counter()
-    lp = MixtureLP(tr, scale=scale)
+    lp = MixtureLP(tr, scale=scale, after=after)
     timings = {"setup": time.perf_counter() - t0}
     if not np.any(lp.present):
         raise ValueError("no merge of the list occurs in any category sample: nothing to infer")
@@ -931,7 +954,7 @@ def solve_mixture_tree(
     v_step = np.zeros(T)
     v_step[ct.pres] = vt
     return _result(
-        tr,
+        lp,
         alpha,
         objective=objective,
         rounds=rnd,
@@ -975,8 +998,14 @@ def _record_round(
         progress(info)
 
 
-def _result(tr: Trajectories, alpha: np.ndarray, **kw) -> LPResult:
-    return LPResult(alpha_pairs=alpha, alpha_bytes=_byte_units(alpha, tr), **kw)
+def _result(lp: MixtureLP, alpha: np.ndarray, **kw) -> LPResult:
+    return LPResult(
+        alpha_pairs=alpha,
+        alpha_bytes=_byte_units(alpha, lp.tr),
+        violated_share=lp.violated_share(alpha),
+        after=lp.after,
+        **kw,
+    )
 
 
 def _add_cols(h, k: int, cost: float, lower: float, upper: float) -> None:

@@ -16,10 +16,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["PRETOKENIZERS", "mixture_sample", "split_lines", "train_bpe"]
+__all__ = [
+    "PRETOKENIZERS",
+    "TRAINERS",
+    "mixture_sample",
+    "split_lines",
+    "train_bpe",
+    "train_sentencepiece_bpe",
+]
 
 #: pre-tokenizers :func:`train_bpe` knows
 PRETOKENIZERS = ("bytelevel-digits", "gpt2")
+#: every training setting of the controlled experiments (``sentencepiece``: SentencePiece BPE)
+TRAINERS = (*PRETOKENIZERS, "sentencepiece")
 
 _LINES = re.compile(r"[^\n]*\n|[^\n]+")
 
@@ -75,6 +84,33 @@ def train_bpe(
     )
     tok.train_from_iterator(_lines(texts), trainer=trainer)
     return tok.to_str()
+
+
+def train_sentencepiece_bpe(texts: Sequence[str], vocab_size: int) -> bytes:
+    """Train a SentencePiece BPE model (character base, whitespace as ``▁``, byte fallback off)
+    on ``texts``, fed line by line, and return the serialized ``.model``.
+
+    ``vocab_size`` counts the characters and the three special pieces (``<unk> <s> </s>``).
+    SentencePiece refuses a size the text cannot reach (``ValueError``/``RuntimeError`` with its
+    message).
+    """
+    import io
+
+    import sentencepiece as spm
+
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(ln.rstrip("\n") for ln in _lines(texts)),
+        model_writer=out,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        max_sentence_length=1 << 16,
+        input_sentence_size=0,
+        minloglevel=2,
+        num_threads=1,
+    )
+    return out.getvalue()
 
 
 def _n_bytes(text: str) -> int:

@@ -353,5 +353,167 @@ def demo(
             raise _fail(f"{json_out}: cannot write the JSON output: {e}") from None
 
 
+class Setting(str, Enum):
+    all = "all"
+    languages = "languages"
+    code = "code"
+    mixed = "mixed"
+
+
+def _pool(cats: dict[str, list[str]], setting: Setting) -> dict[str, list[str]]:
+    """Categories of a setting: code = names starting with "code", languages = the others."""
+    if setting in (Setting.all, Setting.mixed):
+        return cats
+    code = setting == Setting.code
+    return {k: v for k, v in cats.items() if k.startswith("code") == code}
+
+
+@app.command()
+def experiment(
+    categories: Annotated[
+        str,
+        typer.Option(
+            "--categories", "-c", help="YAML category spec or a folder of category files."
+        ),
+    ],
+    out: Annotated[str, typer.Option("--out", help="Output folder or URL for the results.")],
+    n: Annotated[int, typer.Option("--n", min=2, help="Categories per trial.")] = 5,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Number of trials.")] = 20,
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", min=300, help="Vocabulary of the trained tokenizers.")
+    ] = 30000,
+    bytes_per_category: Annotated[
+        float,
+        typer.Option(
+            "--bytes-per-category",
+            help="Training and attacker text per category (each half of 2x this, read).",
+        ),
+    ] = 1e6,
+    train_bytes: Annotated[
+        float | None,
+        typer.Option(
+            "--train-bytes",
+            help="Training mixture size per trial (default n x bytes-per-category / 2).",
+            show_default=False,
+        ),
+    ] = None,
+    trainer: Annotated[
+        str,
+        typer.Option(
+            "--trainer", help="bytelevel-digits (paper), gpt2 (byte-level) or sentencepiece."
+        ),
+    ] = "bytelevel-digits",
+    merges: Annotated[
+        str, typer.Option("--merges", help="T: a number, 'auto' (from the data) or 'all'.")
+    ] = "auto",
+    after: Annotated[
+        int, typer.Option("--after", min=0, help="Attack only merges after the first K.")
+    ] = 0,
+    withhold: Annotated[
+        int,
+        typer.Option("--withhold", min=0, help="Categories trained on but hidden from the attack."),
+    ] = 0,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates per trial (0: none).")
+    ] = 0,
+    setting: Annotated[
+        Setting, typer.Option("--setting", help="Which categories to draw from.")
+    ] = Setting.all,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Run Random, TEE and TC too.")
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the whole experiment.")] = 0,
+    address: AddressOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Controlled experiments: train tokenizers on known mixtures, attack them, score methods."""
+    from forensics.experiment import (
+        ExperimentConfig,
+        ExperimentError,
+        run_experiment,
+        summary_dict,
+        write_results,
+    )
+    from forensics.infer import ForensicsError, resolve_categories
+
+    try:
+        pool = _pool(resolve_categories(categories), setting)
+        T: int | str | None = (
+            None if merges == "all" else "auto" if merges == "auto" else int(merges)
+        )
+        cfg = ExperimentConfig(
+            n=n,
+            trials=trials,
+            vocab_size=vocab_size,
+            bytes_per_category=int(bytes_per_category),
+            train_bytes=int(train_bytes) if train_bytes else None,
+            trainer=trainer,
+            merges=T,
+            after=after,
+            withhold=withhold,
+            bootstrap=bootstrap,
+            baselines=baselines,
+            seed=seed,
+        )
+        cfg.check(list(pool))
+    except ValueError as e:
+        if isinstance(e, ExperimentError | ForensicsError) or "invalid literal" in str(e):
+            raise _fail(
+                str(e)
+                if not str(e).startswith("invalid literal")
+                else f"--merges must be a number, 'auto' or 'all', not {merges!r}"
+            ) from None
+        raise
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err_console(),
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("trials", total=trials)
+
+        def on_trial(rec: dict) -> None:
+            progress.update(
+                task,
+                advance=1,
+                description=f"trials (last: {rec['log10_mse']['attack']:.2f})",
+            )
+
+        try:
+            records = run_experiment(cfg, pool, address=address, on_trial=on_trial)
+        except (ExperimentError, ForensicsError) as e:
+            raise _fail(str(e)) from None
+    paths = write_results(records, out)
+    summ = summary_dict(records)
+    table = Table(
+        title=f"{trials} trials, n = {n}, {setting.value}, {trainer}, vocab {vocab_size}",
+        title_justify="left",
+    )
+    for col in ("method", "log10 MSE mean ± std", "median", "attack's MSE is smaller by"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for m, v in summ["methods"].items():
+        ratio = v.get("attack_mse_ratio")
+        table.add_row(
+            m,
+            f"{v['mean']:.2f} ± {v['std']:.2f}",
+            f"{v['median']:.2f}",
+            f"{ratio:,.0f}x" if ratio else "",
+        )
+    con = Console()
+    con.print(table)
+    if summ["coverage"] is not None:
+        con.print(
+            f"bootstrap {int(100 * cfg.confidence)}% intervals cover the truth in "
+            f"{100 * summ['coverage']:.1f}% of (trial, category) pairs"
+        )
+    con.print(f"merges not explained (violated share), mean: {summ['violated_share']:.3f}")
+    for k, p in paths.items():
+        con.print(f"{k}: {p}")
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,133 @@
+"""Bootstrap confidence intervals for an inferred mixture (pure: counts in, intervals out).
+
+A category's sample is cut into blocks of whole documents, counted once per block
+(:class:`DocumentBlocks`). A bootstrap replicate draws, per category, as many blocks as there
+are with replacement (multinomial weights), sums the weighted block counts, rebuilds the
+trajectories and solves the LP again. The interval of each proportion is the percentile
+interval of the replicates (byte units). Counting is done once; a replicate costs one event
+aggregation and one LP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .counting import (
+    BPEModel,
+    CategoryCounts,
+    TokenHistories,
+    build_trajectories,
+    category_events,
+    merge_category_counts,
+)
+from .lp import solve_mixture
+from .pretokenize import Pretokenizer
+
+__all__ = ["BootstrapResult", "DocumentBlocks", "bootstrap_mixture"]
+
+
+@dataclass
+class DocumentBlocks:
+    """Final-token counts of a category sample, per block of consecutive documents."""
+
+    blocks: list[CategoryCounts]
+
+    @classmethod
+    def count(
+        cls,
+        model: BPEModel,
+        pretokenizer: Pretokenizer,
+        docs: Sequence[str],
+        *,
+        n_blocks: int = 20,
+        document_mode: bool = False,
+    ) -> DocumentBlocks:
+        from .infer import count_texts
+
+        k = max(1, min(n_blocks, len(docs)))
+        edges = np.linspace(0, len(docs), k + 1).astype(int)
+        return cls(
+            [
+                count_texts(model, pretokenizer, docs[a:b], document_mode=document_mode)
+                for a, b in itertools.pairwise(edges)
+            ]
+        )
+
+    @classmethod
+    def of(cls, parts: Iterable[CategoryCounts]) -> DocumentBlocks:
+        return cls(list(parts))
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def total(self) -> CategoryCounts:
+        return merge_category_counts(self.blocks)
+
+    def resample(self, weights: np.ndarray) -> CategoryCounts:
+        """Σ_b weights[b] · counts of block b (integer weights)."""
+        parts = [
+            dataclasses.replace(
+                b,
+                uni_counts=b.uni_counts * int(w),
+                bi_counts=b.bi_counts * int(w),
+                n_bytes=b.n_bytes * int(w),
+                n_words=b.n_words * int(w),
+            )
+            for b, w in zip(self.blocks, weights, strict=True)
+            if w
+        ]
+        return merge_category_counts(parts or self.blocks[:1])
+
+
+@dataclass
+class BootstrapResult:
+    lower: np.ndarray  # (n,) byte proportions
+    upper: np.ndarray
+    samples: np.ndarray  # (B, n) byte proportions of the replicates
+    confidence: float
+    blocks: list[int]  # blocks per category
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.samples.std(axis=0, ddof=1) if len(self.samples) > 1 else np.zeros(0)
+
+
+def bootstrap_mixture(
+    model: BPEModel,
+    histories: TokenHistories,
+    blocks: Sequence[DocumentBlocks],
+    names: Sequence[str],
+    n_steps: int,
+    replicates: int,
+    *,
+    seed: int = 0,
+    confidence: float = 0.9,
+    **lp_options,
+) -> BootstrapResult:
+    """Percentile intervals of the byte proportions over ``replicates`` block resamples."""
+    if replicates < 2:
+        raise ValueError(f"the bootstrap needs at least 2 replicates, got {replicates}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    samples = np.empty((replicates, len(names)))
+    for r in range(replicates):
+        events = []
+        for bl in blocks:
+            w = rng.multinomial(len(bl), np.full(len(bl), 1.0 / len(bl)))
+            events.append(category_events(model, bl.resample(w), histories))
+        tr = build_trajectories(model, names, events, n_steps)
+        samples[r] = solve_mixture(tr, **lp_options).alpha_bytes
+    a = (1 - confidence) / 2
+    return BootstrapResult(
+        lower=np.quantile(samples, a, axis=0),
+        upper=np.quantile(samples, 1 - a, axis=0),
+        samples=samples,
+        confidence=confidence,
+        blocks=[len(b) for b in blocks],
+    )

@@ -1,0 +1,581 @@
+"""Controlled experiments: train a tokenizer on a known mixture, attack it, score every method.
+
+One *trial* (:func:`run_trial`, what a Ray task runs) follows Hayase et al. (2024, §5):
+
+1. draw ``n`` categories of the pool and their weights uniformly from the simplex;
+2. split each category's documents (``2 × bytes_per_category`` read) into disjoint training and
+   attacker halves;
+3. train a BPE tokenizer (``trainer``: byte-level with digits split, GPT-2 byte-level, or
+   SentencePiece BPE) on the weighted mixture of the training halves (``train_bytes`` in all);
+4. count the attacker halves against its merge list and solve the LP (:mod:`forensics.lp`), with
+   ``withhold`` of the categories hidden from the attack (the unknown-category experiment);
+5. run the baselines (:mod:`forensics.baselines`) on the same text;
+6. optionally bootstrap the attack (:func:`forensics.bootstrap.bootstrap_mixture`).
+
+The truth is the byte share of each category in the training text actually used. Scores are
+MSE over all ``n`` categories (a withheld category's estimate is 0).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.readers import ReadErrors
+
+from .baselines import random_guess, tc_estimate, tee_estimate
+from .bootstrap import DocumentBlocks, bootstrap_mixture
+from .categories import sample_text, split_documents
+from .counting import BPEModel, TokenHistories, build_trajectories, category_events
+from .lp import solve_mixture
+from .merges import MergeList
+from .pretokenize import Pretokenizer
+from .tokenizer_io import load_merge_list
+from .training import TRAINERS, mixture_sample, train_bpe, train_sentencepiece_bpe
+
+__all__ = [
+    "METHODS",
+    "ExperimentConfig",
+    "ExperimentError",
+    "choose_merges",
+    "run_trial",
+]
+
+METHODS = ("attack", "random", "tee", "tc")
+
+
+class ExperimentError(ValueError):
+    """The experiment cannot run as configured (names the category or setting)."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    n: int = 5
+    trials: int = 20
+    vocab_size: int = 30000
+    bytes_per_category: int = 1_000_000  # each half (train, attack) holds up to this much
+    train_bytes: int | None = None  # the training mixture's size; default n × bytes / 2
+    trainer: str = "bytelevel-digits"
+    merges: int | str | None = None  # T: an int, "auto" (chosen from the data) or None (all)
+    after: int = 0  # attack merges after+1.. only (the first ones pre-applied)
+    withhold: int = 0  # categories trained on but not given to the attack
+    bootstrap: int = 0  # resamples for confidence intervals (0: none)
+    confidence: float = 0.9
+    baselines: bool = True
+    seed: int = 0
+
+    def check(self, pool: Sequence[str]) -> None:
+        if self.trainer not in TRAINERS:
+            raise ExperimentError(f"trainer must be one of {TRAINERS}, not {self.trainer!r}")
+        if self.n < 2:
+            raise ExperimentError(f"n must be at least 2, got {self.n}")
+        if len(pool) < self.n:
+            raise ExperimentError(
+                f"n = {self.n} but only {len(pool)} categories are given: {', '.join(pool)}"
+            )
+        if not 0 <= self.withhold < self.n:
+            raise ExperimentError(f"withhold must be in [0, n), got {self.withhold}")
+        if self.trials < 1 or self.bytes_per_category < 1000:
+            raise ExperimentError("trials must be ≥ 1 and bytes_per_category ≥ 1,000")
+        if self.after < 0 or not 0 < self.confidence < 1:
+            raise ExperimentError("after must be ≥ 0 and confidence in (0, 1)")
+
+    @property
+    def total_train_bytes(self) -> int:
+        return self.train_bytes or self.n * self.bytes_per_category // 2
+
+
+def log10_mse(estimate: Sequence[float], truth: Sequence[float]) -> float:
+    mse = float(np.mean((np.asarray(estimate) - np.asarray(truth)) ** 2))
+    return math.log10(mse) if mse > 0 else -math.inf
+
+
+def choose_merges(merge_counts: np.ndarray, *, min_count: float = 10.0, window: int = 200) -> int:
+    """T chosen from the data: the last step before the merges' own counts in the attack
+    samples (summed over categories) fall, as a running median over ``window`` steps, below
+    ``min_count`` occurrences. Below that, a merge's count is as uncertain as it is large
+    (Poisson noise √c ≥ c/3), so its constraints carry noise rather than signal. Never fewer
+    than ``min(window, T)`` steps."""
+    c = np.asarray(merge_counts, dtype=np.float64)
+    T = len(c)
+    if T <= window:
+        return T
+    # running median via a strided view (T × window floats at most a few MB)
+    v = np.lib.stride_tricks.sliding_window_view(c, window)
+    med = np.median(v, axis=1)  # med[k]: steps k..k+window-1
+    low = np.flatnonzero(med < min_count)
+    return T if len(low) == 0 else int(max(window, low[0] + window // 2))
+
+
+# ------------------------------------------------------------------------------------------
+# training targets
+# ------------------------------------------------------------------------------------------
+def train_target(texts: Sequence[str], vocab_size: int, trainer: str, workdir: Path) -> MergeList:
+    """Train a tokenizer of the given kind on ``texts`` and load its merge list."""
+    if trainer == "sentencepiece":
+        try:
+            model = train_sentencepiece_bpe(texts, vocab_size)
+        except (RuntimeError, ValueError) as e:
+            raise ExperimentError(
+                f"SentencePiece cannot train a vocabulary of {vocab_size} on "
+                f"{sum(len(t) for t in texts):,} characters: {e}"
+            ) from None
+        path = workdir / "tokenizer.model"
+        path.write_bytes(model)
+        return load_merge_list(str(path))
+    path = workdir / "tokenizer.json"
+    path.write_text(train_bpe(texts, vocab_size, pretokenizer=trainer), encoding="utf-8")
+    ml = load_merge_list(str(path))
+    wanted = vocab_size - 256
+    if len(ml.merges) < wanted:
+        raise ExperimentError(
+            f"vocab size {vocab_size} cannot be reached: the training text "
+            f"({sum(len(t.encode()) for t in texts):,} bytes) gives only {len(ml.merges)} "
+            f"merges ({len(ml.merges) + 256} tokens); lower --vocab-size or add text"
+        )
+    return ml
+
+
+def _bytes_per_token(ml: MergeList, docs: Sequence[str]) -> float:
+    from .infer import count_texts
+
+    model = BPEModel(ml.merges, ml.base, ml.alphabet)
+    cc = count_texts(model, Pretokenizer.from_spec(ml.pretokenizer), docs)
+    tokens = int(cc.uni_counts.sum())
+    return cc.n_bytes / tokens if tokens else 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# one trial
+# ------------------------------------------------------------------------------------------
+def _category_docs(
+    name: str, urls: Sequence[str], cfg: ExperimentConfig, split_seed: int
+) -> tuple[list[str], list[str]]:
+    errors = ReadErrors()
+    docs = sample_text(list(urls), sample_bytes=2 * cfg.bytes_per_category, errors=errors)
+    if errors.has_file_errors:
+        raise ExperimentError(f"category {name!r}: {'; '.join(errors.warnings())}")
+    train, attack = split_documents(docs, 0.5, seed=split_seed)
+    if not train or not attack:
+        raise ExperimentError(
+            f"category {name!r} ({', '.join(urls)}) has {len(docs)} document(s): too few to "
+            "split into training and attacker halves"
+        )
+    return train, attack
+
+
+def run_trial(
+    cfg: ExperimentConfig,
+    trial: int,
+    pool: Mapping[str, Sequence[str]],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One trial; returns a JSON-able record (see the module docstring)."""
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    names_all = list(pool)
+    cfg.check(names_all)
+    rng = np.random.default_rng([cfg.seed, trial])
+    pick = np.sort(rng.choice(len(names_all), size=cfg.n, replace=False))
+    names = [names_all[i] for i in pick]
+    weights = rng.dirichlet(np.ones(cfg.n))
+    hidden = set(rng.choice(names, size=cfg.withhold, replace=False).tolist())
+    seen = [c for c in names if c not in hidden]
+    split_seed = int(rng.integers(1 << 31))
+
+    t0 = time.perf_counter()
+    train, attack = {}, {}
+    for c in names:
+        train[c], attack[c] = _category_docs(c, pool[c], cfg, split_seed)
+    texts, used = mixture_sample(
+        train, dict(zip(names, weights.tolist(), strict=True)), cfg.total_train_bytes
+    )
+    total = sum(used.values())
+    if total == 0:
+        raise ExperimentError("the training mixture is empty: raise --bytes-per-category")
+    truth = np.array([used[c] / total for c in names])
+    timings["prepare"] = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="mixtrace-exp-") as tmp:
+        t0 = time.perf_counter()
+        ml = train_target(texts, cfg.vocab_size, cfg.trainer, Path(tmp))
+        timings["train"] = time.perf_counter() - t0
+        model = BPEModel(ml.merges, ml.base, ml.alphabet)
+        pre = Pretokenizer.from_spec(ml.pretokenizer)
+        hist = TokenHistories(model)
+
+        t0 = time.perf_counter()
+        blocks = {c: DocumentBlocks.count(model, pre, attack[c]) for c in names}
+        counts = {c: blocks[c].total() for c in names}
+        events = [category_events(model, counts[c], hist) for c in seen]
+        tr_all = build_trajectories(model, seen, events, model.n_merges)
+        timings["count"] = time.perf_counter() - t0
+        if cfg.merges == "auto":
+            T = choose_merges(tr_all.merge_counts.sum(axis=0))
+        else:
+            T = min(int(cfg.merges or model.n_merges), model.n_merges)
+        if cfg.after >= T:
+            raise ExperimentError(f"after = {cfg.after} leaves no merge to attack (T = {T})")
+        tr = build_trajectories(model, seen, events, T) if T < model.n_merges else tr_all
+
+        t0 = time.perf_counter()
+        res = solve_mixture(tr, after=cfg.after)
+        timings["lp"] = time.perf_counter() - t0
+        est_seen = dict(zip(seen, res.alpha_bytes.tolist(), strict=True))
+        estimates: dict[str, list[float]] = {"attack": [est_seen.get(c, 0.0) for c in names]}
+        record_lp = {
+            "objective": res.objective,
+            "rounds": res.rounds,
+            "rows": res.rows,
+            "optimal": res.optimal,
+            "seconds": timings["lp"],
+            "violated_share": res.violated_share,
+        }
+        interval = None
+        if cfg.bootstrap:
+            t0 = time.perf_counter()
+            boot = bootstrap_mixture(
+                model,
+                hist,
+                [blocks[c] for c in seen],
+                seen,
+                T,
+                cfg.bootstrap,
+                seed=int(rng.integers(1 << 31)),
+                confidence=cfg.confidence,
+                after=cfg.after,
+            )
+            lo = dict(zip(seen, boot.lower.tolist(), strict=True))
+            hi = dict(zip(seen, boot.upper.tolist(), strict=True))
+            col = {c: j for j, c in enumerate(seen)}
+            interval = {
+                "lower": [lo.get(c, 0.0) for c in names],
+                "upper": [hi.get(c, 0.0) for c in names],
+                "replicates": [
+                    [float(s[col[c]]) if c in col else 0.0 for c in names] for s in boot.samples
+                ],
+            }
+            timings["bootstrap"] = time.perf_counter() - t0
+
+        if cfg.baselines:
+            t0 = time.perf_counter()
+            estimates["random"] = random_guess(cfg.n, rng).tolist()
+            estimates["tc"] = tc_estimate([counts[c] for c in names], model.n_base).tolist()
+            bpt_mix, bpt_single = [], []
+            for c in names:
+                mix = counts[c].n_bytes / max(1, int(counts[c].uni_counts.sum()))
+                own_dir = Path(tmp) / f"own-{names.index(c)}"
+                own_dir.mkdir()
+                own_text, _ = mixture_sample({c: train[c]}, {c: 1.0}, cfg.total_train_bytes)
+                own = train_target_capped(own_text, cfg.vocab_size, cfg.trainer, own_dir)
+                bpt_mix.append(mix)
+                bpt_single.append(_bytes_per_token(own, attack[c]))
+            estimates["tee"] = tee_estimate(bpt_mix, bpt_single).tolist()
+            timings["baselines"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    return {
+        "trial": trial,
+        "seed": cfg.seed,
+        "categories": names,
+        "withheld": sorted(hidden),
+        "weights": weights.tolist(),
+        "truth": truth.tolist(),
+        "true_bytes": [int(used[c]) for c in names],
+        "attack_bytes": [int(counts[c].n_bytes) for c in names],
+        "estimates": estimates,
+        "log10_mse": {m: log10_mse(e, truth) for m, e in estimates.items()},
+        "interval": interval,
+        "n_merges": int(model.n_merges),
+        "T": int(T),
+        "after": cfg.after,
+        "lp": record_lp,
+        "timings": timings,
+        "config": asdict(cfg),
+    }
+
+
+def train_target_capped(texts: Sequence[str], vocab_size: int, trainer: str, workdir: Path):
+    """:func:`train_target` for a baseline's single-category tokenizer: one category may not
+    reach the mixture's vocabulary size; then it keeps what its text gives (the most a
+    tokenizer trained on that category alone can learn)."""
+    try:
+        return train_target(texts, vocab_size, trainer, workdir)
+    except ExperimentError:
+        if trainer == "sentencepiece":
+            for size in (vocab_size // 2, vocab_size // 4, vocab_size // 8, 1000):
+                try:
+                    return train_target(texts, size, trainer, workdir)
+                except ExperimentError:
+                    continue
+            raise
+        path = workdir / "tokenizer.json"
+        return load_merge_list(str(path))
+
+
+@dataclass
+class Summary:
+    method: str
+    trials: int
+    mean: float
+    std: float
+    median: float
+    values: list[float] = field(default_factory=list)
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> list[Summary]:
+    """Mean ± std and median of log10 MSE per method over the trials."""
+    out = []
+    methods = [m for m in METHODS if any(m in r["log10_mse"] for r in records)]
+    for m in methods:
+        vals = [float(r["log10_mse"][m]) for r in records if m in r["log10_mse"]]
+        finite = [v for v in vals if math.isfinite(v)]
+        arr = np.array(finite) if finite else np.array([np.nan])
+        out.append(
+            Summary(
+                method=m,
+                trials=len(vals),
+                mean=float(arr.mean()),
+                std=float(arr.std(ddof=1)) if len(finite) > 1 else 0.0,
+                median=float(np.median(np.array(vals))),
+                values=vals,
+            )
+        )
+    return out
+
+
+def coverage(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """Share of (trial, category) pairs whose bootstrap interval holds the truth."""
+    hit = tot = 0
+    for r in records:
+        iv = r.get("interval")
+        if not iv:
+            continue
+        for t, lo, hi in zip(r["truth"], iv["lower"], iv["upper"], strict=True):
+            tot += 1
+            hit += lo <= t <= hi
+    return hit / tot if tot else None
+
+
+# ------------------------------------------------------------------------------------------
+# many trials on Ray, outputs
+# ------------------------------------------------------------------------------------------
+def _trial_task(cfg_dict: dict, trial: int, pool: dict) -> dict:
+    return run_trial(ExperimentConfig(**cfg_dict), trial, pool)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    pool: Mapping[str, Sequence[str]],
+    *,
+    address: str | None = None,
+    on_trial: Callable[[dict], None] | None = None,
+) -> list[dict[str, Any]]:
+    """All trials of ``cfg`` as Ray tasks (one CPU each); records in trial order."""
+    import ray
+
+    from .raytools import ensure_ray
+
+    cfg.check(list(pool))
+    ensure_ray(address)
+    remote = ray.remote(num_cpus=1, max_retries=1)(_trial_task)
+    pool_ref = ray.put({k: list(v) for k, v in pool.items()})
+    pending = {remote.remote(asdict(cfg), t, pool_ref): t for t in range(cfg.trials)}
+    records: dict[int, dict] = {}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pending.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.as_instanceof_cause()
+                    if isinstance(cause, ExperimentError):
+                        raise ExperimentError(str(cause).splitlines()[-1]) from None
+                    raise
+                records[rec["trial"]] = rec
+                if on_trial:
+                    on_trial(rec)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+    return [records[t] for t in sorted(records)]
+
+
+def results_table(records: Sequence[Mapping[str, Any]]):
+    """One row per (trial, method, category): a ``pyarrow.Table``."""
+    import pyarrow as pa
+
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "trial",
+            "method",
+            "category",
+            "withheld",
+            "truth",
+            "estimate",
+            "lower",
+            "upper",
+            "log10_mse",
+            "n",
+            "T",
+            "after",
+            "trainer",
+            "vocab_size",
+        )
+    }
+    for r in records:
+        iv = r.get("interval") or {}
+        for m, est in r["estimates"].items():
+            for j, c in enumerate(r["categories"]):
+                rows["trial"].append(r["trial"])
+                rows["method"].append(m)
+                rows["category"].append(c)
+                rows["withheld"].append(c in r["withheld"])
+                rows["truth"].append(r["truth"][j])
+                rows["estimate"].append(est[j])
+                rows["lower"].append(iv["lower"][j] if iv and m == "attack" else None)
+                rows["upper"].append(iv["upper"][j] if iv and m == "attack" else None)
+                rows["log10_mse"].append(r["log10_mse"][m])
+                rows["n"].append(len(r["categories"]))
+                rows["T"].append(r["T"])
+                rows["after"].append(r["after"])
+                rows["trainer"].append(r["config"]["trainer"])
+                rows["vocab_size"].append(r["config"]["vocab_size"])
+    schema = pa.schema(
+        [
+            ("trial", pa.int32()),
+            ("method", pa.string()),
+            ("category", pa.string()),
+            ("withheld", pa.bool_()),
+            ("truth", pa.float64()),
+            ("estimate", pa.float64()),
+            ("lower", pa.float64()),
+            ("upper", pa.float64()),
+            ("log10_mse", pa.float64()),
+            ("n", pa.int32()),
+            ("T", pa.int32()),
+            ("after", pa.int32()),
+            ("trainer", pa.string()),
+            ("vocab_size", pa.int32()),
+        ]
+    )
+    return pa.Table.from_pydict(rows, schema=schema)
+
+
+def summary_dict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    summ = summarize(records)
+    out: dict[str, Any] = {
+        "trials": len(records),
+        "methods": {
+            s.method: {"mean": s.mean, "std": s.std, "median": s.median, "trials": s.trials}
+            for s in summ
+        },
+        "coverage": coverage(records),
+        "violated_share": float(np.mean([r["lp"]["violated_share"] for r in records]))
+        if records
+        else None,
+    }
+    by = {s.method: s for s in summ}
+    if "attack" in by:
+        for m in ("tee", "tc", "random"):
+            if m in by:
+                # MSE ratio of the medians: how many times smaller the attack's error is
+                out["methods"][m]["attack_mse_ratio"] = 10 ** (by[m].median - by["attack"].median)
+    return out
+
+
+def write_results(records: Sequence[Mapping[str, Any]], out: str) -> dict[str, str]:
+    """``trials.parquet``, ``trials.json``, ``summary.json`` and two PNGs under ``out``."""
+    import json
+
+    import fsspec
+    import pyarrow.parquet as pq
+
+    paths = {
+        "parquet": f"{out.rstrip('/')}/trials.parquet",
+        "json": f"{out.rstrip('/')}/trials.json",
+        "summary": f"{out.rstrip('/')}/summary.json",
+        "mse_plot": f"{out.rstrip('/')}/log10_mse.png",
+        "scatter_plot": f"{out.rstrip('/')}/true_vs_estimated.png",
+    }
+    with fsspec.open(paths["parquet"], "wb", auto_mkdir=True) as fh:
+        pq.write_table(results_table(records), fh, compression="zstd")
+    with fsspec.open(paths["json"], "w", encoding="utf-8", auto_mkdir=True) as fh:
+        json.dump(list(records), fh, indent=1, default=_json_default)
+    with fsspec.open(paths["summary"], "w", encoding="utf-8", auto_mkdir=True) as fh:
+        json.dump(summary_dict(records), fh, indent=1, default=_json_default)
+    _write_png(paths["mse_plot"], _plot_mse(records))
+    _write_png(paths["scatter_plot"], _plot_scatter(records))
+    return paths
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float | np.floating) and not math.isfinite(float(x)):
+        return None
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON-able: {type(x).__name__}")
+
+
+def _figure(w: float, h: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _write_png(url: str, fig) -> None:
+    import io
+
+    import fsspec
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    with fsspec.open(url, "wb", auto_mkdir=True) as fh:
+        fh.write(buf.getvalue())
+
+
+def _plot_mse(records: Sequence[Mapping[str, Any]]):
+    summ = summarize(records)
+    fig = _figure(6.5, 4)
+    ax = fig.add_subplot()
+    data = [[v for v in s.values if math.isfinite(v)] or [np.nan] for s in summ]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(summ) + 1), [s.method for s in summ])
+    ax.set_ylabel("log10 MSE (byte proportions)")
+    ax.set_title(f"{len(records)} trials: error per method (lower is better)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_scatter(records: Sequence[Mapping[str, Any]]):
+    fig = _figure(5, 5)
+    ax = fig.add_subplot()
+    markers = {"attack": "o", "tee": "^", "tc": "s", "random": "x"}
+    for m in METHODS:
+        xs = [t for r in records if m in r["estimates"] for t in r["truth"]]
+        ys = [e for r in records if m in r["estimates"] for e in r["estimates"][m]]
+        if xs:
+            ax.scatter(xs, ys, s=14, marker=markers[m], label=m, alpha=0.7)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlabel("true proportion")
+    ax.set_ylabel("estimated proportion")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("true vs estimated (every trial and category)")
+    fig.tight_layout()
+    return fig
