@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -107,9 +108,15 @@ def bootstrap_mixture(
     *,
     seed: int = 0,
     confidence: float = 0.9,
+    point: np.ndarray | None = None,
+    progress: Callable[[dict], None] | None = None,
     **lp_options,
 ) -> BootstrapResult:
-    """Percentile intervals of the byte proportions over ``replicates`` block resamples."""
+    """Intervals of the byte proportions over ``replicates`` block resamples.
+
+    With ``point`` (the estimate on the full sample) the interval is ``point ± z·sd`` of the
+    replicates (normal interval, clipped to [0, 1]); without it, the percentile interval.
+    """
     if replicates < 2:
         raise ValueError(f"the bootstrap needs at least 2 replicates, got {replicates}")
     if not 0 < confidence < 1:
@@ -123,10 +130,20 @@ def bootstrap_mixture(
             events.append(category_events(model, bl.resample(w), histories))
         tr = build_trajectories(model, names, events, n_steps)
         samples[r] = solve_mixture(tr, **lp_options).alpha_bytes
+        if progress:
+            progress({"replicate": r + 1, "replicates": replicates})
     a = (1 - confidence) / 2
+    if point is not None:
+        z = NormalDist().inv_cdf(1 - a)
+        sd = samples.std(axis=0, ddof=1)
+        lower = np.clip(point - z * sd, 0.0, 1.0)
+        upper = np.clip(point + z * sd, 0.0, 1.0)
+    else:
+        lower = np.quantile(samples, a, axis=0)
+        upper = np.quantile(samples, 1 - a, axis=0)
     return BootstrapResult(
-        lower=np.quantile(samples, a, axis=0),
-        upper=np.quantile(samples, 1 - a, axis=0),
+        lower=lower,
+        upper=upper,
         samples=samples,
         confidence=confidence,
         blocks=[len(b) for b in blocks],

@@ -251,6 +251,7 @@ def run_trial(
                 cfg.bootstrap,
                 seed=int(rng.integers(1 << 31)),
                 confidence=cfg.confidence,
+                point=np.asarray(res.alpha_bytes),
                 after=cfg.after,
             )
             lo = dict(zip(seen, boot.lower.tolist(), strict=True))

@@ -49,6 +49,7 @@ other per-file reading problems are *warnings* (``InferenceResult.warnings`` and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -143,6 +144,8 @@ class LPDiagnostics:
     solver: str
     steps_used: int
     T: int
+    after: int = 0
+    violated_share: float = 0.0  # merges not explained by the categories (LPResult)
     timings: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
 
@@ -160,6 +163,8 @@ class InferenceResult:
     settings: dict[str, Any]
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    intervals: dict[str, dict[str, Any]] | None = None  # bootstrap, byte units
+    confidence: float | None = None
 
     @property
     def mixture(self) -> dict[str, float]:
@@ -184,6 +189,8 @@ class InferenceResult:
                 "settings": self.settings,
                 "timings": self.timings,
                 "warnings": self.warnings,
+                "intervals": self.intervals,
+                "confidence": self.confidence,
             }
         )
 
@@ -208,6 +215,10 @@ def _jsonable(x: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------
+
+
+#: document blocks per category for the bootstrap
+BOOTSTRAP_BLOCKS = 20
 
 
 def shard_cap(sample_bytes: int, n_files: int, shard_bytes: int | None = None) -> int:
@@ -290,6 +301,7 @@ class ShardCounts:
     hit_cap: bool
     errors: ReadErrors
     seconds: float
+    blocks: list[CategoryCounts] | None = None  # per block of documents (for the bootstrap)
 
 
 def count_texts(
@@ -323,14 +335,26 @@ def count_shard(
     index: int = 0,
     document_mode: bool = False,
     text_field: str = "text",
+    n_blocks: int = 1,
 ) -> ShardCounts:
-    """Read one shard and count its final tokens (what a Ray task runs)."""
+    """Read one shard and count its final tokens (what a Ray task runs); with ``n_blocks > 1``
+    also per block of consecutive documents (the bootstrap resamples blocks)."""
     t0 = time.perf_counter()
     errors = ReadErrors()
     sample = sample_shard(shard, errors=errors, text_field=text_field)
-    counts = count_texts(
-        model, pretokenizer, sample.texts, document_mode=document_mode, n_bytes=sample.n_bytes
-    )
+    blocks = None
+    if n_blocks > 1 and len(sample.texts) > 1:
+        from .bootstrap import DocumentBlocks
+
+        blocks = DocumentBlocks.count(
+            model, pretokenizer, sample.texts, n_blocks=n_blocks, document_mode=document_mode
+        ).blocks
+        counts = dataclasses.replace(merge_category_counts(blocks), n_bytes=sample.n_bytes)
+    else:
+        counts = count_texts(
+            model, pretokenizer, sample.texts, document_mode=document_mode, n_bytes=sample.n_bytes
+        )
+        blocks = [counts] if n_blocks > 1 else None
     return ShardCounts(
         category=shard.category,
         index=index,
@@ -341,6 +365,7 @@ def count_shard(
         hit_cap=sample.hit_cap,
         errors=errors,
         seconds=time.perf_counter() - t0,
+        blocks=blocks,
     )
 
 
@@ -371,11 +396,24 @@ def _worker_model(key: str, box: list, T: int) -> tuple[BPEModel, Pretokenizer]:
 
 
 def _count_task(
-    key: str, box: list, T: int, shard: Shard, index: int, document_mode: bool, text_field: str
+    key: str,
+    box: list,
+    T: int,
+    shard: Shard,
+    index: int,
+    document_mode: bool,
+    text_field: str,
+    n_blocks: int = 1,
 ) -> ShardCounts:
     model, pt = _worker_model(key, box, T)
     return count_shard(
-        model, pt, shard, index=index, document_mode=document_mode, text_field=text_field
+        model,
+        pt,
+        shard,
+        index=index,
+        document_mode=document_mode,
+        text_field=text_field,
+        n_blocks=n_blocks,
     )
 
 
@@ -404,6 +442,7 @@ class _CategoryAccumulator:
     kept: list[ShardCounts] = field(default_factory=list)
     counts: CategoryCounts | None = None
     errors: ReadErrors = field(default_factory=ReadErrors)
+    blocks: list[CategoryCounts] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -419,7 +458,8 @@ class _CategoryAccumulator:
             self.errors.merge(r.errors)
             parts = [r.counts] if self.counts is None else [self.counts, r.counts]
             self.counts = merge_category_counts(parts)
-            r.counts = None  # type: ignore[assignment]  # merged; free the arrays
+            self.blocks.extend(r.blocks or [])
+            r.counts = r.blocks = None  # type: ignore[assignment]  # merged; free the arrays
         if self.complete:
             self.pending.clear()
 
@@ -433,6 +473,7 @@ def _count_categories(
     document_mode: bool,
     text_field: str,
     progress: Callable[[dict], None] | None,
+    blocks_per_category: int = 1,
 ) -> dict[str, _CategoryAccumulator]:
     import ray
     from ray.exceptions import RayError, RayTaskError, TaskCancelledError
@@ -452,7 +493,8 @@ def _count_categories(
     ]
     pending: dict[Any, tuple[str, int]] = {}
     for name, i in order:
-        ref = remote.remote(key, box, T, plans[name][i], i, document_mode, text_field)
+        n_blocks = -(-blocks_per_category // len(plans[name])) if blocks_per_category > 1 else 1
+        ref = remote.remote(key, box, T, plans[name][i], i, document_mode, text_field, n_blocks)
         pending[ref] = (name, i)
     total = len(pending)
     done = skipped = 0
@@ -517,8 +559,13 @@ def infer_mixture(
     shard_bytes: int | None = None,
     address: str | None = None,
     text_field: str = "text",
+    after: int = 0,
+    bootstrap: int = 0,
+    confidence: float = 0.9,
+    seed: int = 0,
     on_count_progress: Callable[[dict], None] | None = None,
     on_lp_progress: Callable[[dict], None] | None = None,
+    on_bootstrap_progress: Callable[[dict], None] | None = None,
     **lp_options: Any,
 ) -> InferenceResult:
     """Infer the byte mixture of ``tokenizer``'s training data over ``categories``.
@@ -527,8 +574,12 @@ def infer_mixture(
     YAML spec, a folder of category files or ``{name: path(s)}``. ``sample_bytes`` of text per
     category (see the module docstring for the exact budget rule), the first ``n_merges``
     merges (all by default). ``document_mode`` counts whole documents instead of lines (for
-    targets trained on whole documents). ``on_count_progress`` receives one dict per finished
-    shard, ``on_lp_progress`` one per LP round. Extra keywords go to
+    targets trained on whole documents). ``after=K`` attacks merges ``K+1..T`` only, the first
+    ``K`` pre-applied (an extended vocabulary: K = the base tokenizer's merges). ``bootstrap=B``
+    re-solves the LP on ``B`` resamples of each category's documents (20 blocks per category)
+    and reports a ``confidence`` interval per proportion (:mod:`forensics.bootstrap`).
+    ``on_count_progress`` receives one dict per finished shard, ``on_lp_progress`` one per LP
+    round, ``on_bootstrap_progress`` one per replicate. Extra keywords go to
     :func:`forensics.lp.solve_mixture`.
     """
     from .lp import solve_mixture
@@ -543,6 +594,11 @@ def infer_mixture(
         raise ForensicsInputError(f"shard_bytes must be positive, got {shard_bytes}")
     if n_merges is not None and n_merges <= 0:
         raise ForensicsInputError(f"n_merges must be positive, got {n_merges}")
+    if after < 0 or bootstrap < 0 or bootstrap == 1 or not 0 < confidence < 1:
+        raise ForensicsInputError(
+            f"after must be >= 0 (got {after}), bootstrap 0 or >= 2 (got {bootstrap}) and "
+            f"confidence in (0, 1) (got {confidence})"
+        )
 
     # -- load -----------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -591,6 +647,7 @@ def infer_mixture(
         document_mode=document_mode,
         text_field=text_field,
         progress=on_count_progress,
+        blocks_per_category=BOOTSTRAP_BLOCKS if bootstrap else 1,
     )
     timings["count"] = time.perf_counter() - t0
     logger.info(
@@ -651,7 +708,7 @@ def infer_mixture(
     # -- LP -------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     try:
-        lp = solve_mixture(tr, solver=solver, progress=on_lp_progress, **lp_options)
+        lp = solve_mixture(tr, solver=solver, after=after, progress=on_lp_progress, **lp_options)
     except TypeError as e:  # an LP option this version of solve_mixture does not know
         raise ForensicsInputError(f"invalid LP option(s) {sorted(lp_options)}: {e}") from e
     except ValueError as e:  # no merge present in any sample, unknown solver, ...
@@ -659,6 +716,36 @@ def infer_mixture(
     except RuntimeError as e:  # infeasible / unbounded / solver failure
         raise ForensicsSolveError(f"the mixture LP failed ({solver}): {e}") from e
     timings["lp"] = time.perf_counter() - t0
+    intervals = None
+    if bootstrap:
+        from .bootstrap import DocumentBlocks, bootstrap_mixture
+
+        t0 = time.perf_counter()
+        boot = bootstrap_mixture(
+            model,
+            histories,
+            [DocumentBlocks(acc[name].blocks) for name in names],
+            names,
+            T,
+            bootstrap,
+            seed=seed,
+            confidence=confidence,
+            point=np.asarray(lp.alpha_bytes),
+            progress=on_bootstrap_progress,
+            solver=solver,
+            after=after,
+            **lp_options,
+        )
+        intervals = {
+            name: {
+                "lower": float(boot.lower[j]),
+                "upper": float(boot.upper[j]),
+                "std": float(boot.std[j]),
+                "blocks": boot.blocks[j],
+            }
+            for j, name in enumerate(names)
+        }
+        timings["bootstrap"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     if not lp.optimal:
         warnings.append(
@@ -678,6 +765,8 @@ def infer_mixture(
         solver=str(lp.solver),
         steps_used=int(lp.steps_used),
         T=int(T),
+        after=int(after),
+        violated_share=float(lp.violated_share or 0.0),
         timings={k: float(v) for k, v in (lp.timings or {}).items()},
         history=[_scalars(h) for h in (lp.history or [])],
     )
@@ -711,6 +800,8 @@ def infer_mixture(
         },
         timings=timings,
         warnings=warnings,
+        intervals=intervals,
+        confidence=confidence if bootstrap else None,
     )
 
 

@@ -30,7 +30,7 @@ __all__ = [
     "write_json",
 ]
 
-_PHASES = ("load", "ray_init", "count", "trajectories", "lp", "total")
+_PHASES = ("load", "ray_init", "count", "trajectories", "lp", "bootstrap", "total")
 
 
 def mixture_table(result: InferenceResult, *, title: str | None = None) -> Table:
@@ -42,16 +42,21 @@ def mixture_table(result: InferenceResult, *, title: str | None = None) -> Table
     )
     table.add_column("category")
     table.add_column("bytes %", justify="right")
+    iv = result.intervals
+    if iv:
+        table.add_column(f"{100 * (result.confidence or 0):.0f}% interval", justify="right")
     table.add_column("pairs %", justify="right")
     table.add_column("sample MB", justify="right")
     for name, share in result.ranked():
         st = result.stats.get(name)
-        table.add_row(
-            name,
-            f"{100 * share:.2f}",
+        cells = [name, f"{100 * share:.2f}"]
+        if iv:
+            cells.append(f"{100 * iv[name]['lower']:.2f} – {100 * iv[name]['upper']:.2f}")
+        cells += [
             f"{100 * result.mixture_pairs.get(name, 0.0):.2f}",
             f"{st.bytes / 1e6:.2f}" if st else "-",
-        )
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -72,7 +77,14 @@ def diagnostics_panel(result: InferenceResult) -> Panel:
         f"{tok.get('pretokenizer')}{'/' + tok['pattern'] if tok.get('pattern') else ''}, "
         f"{'line' if tok.get('line_mode') else 'document'} mode)",
     )
-    lines.add_row("merges used (T)", f"{d.T} ({d.steps_used} present in some sample)")
+    used = f"{d.T} ({d.steps_used} present in some sample)"
+    if d.after:
+        used = f"{d.after + 1}..{d.T} (first {d.after} pre-applied; {d.steps_used} present)"
+    lines.add_row("merges used (T)", used)
+    lines.add_row(
+        "unexplained merges",
+        f"{100 * d.violated_share:.1f}% (not the most frequent pair at the estimate)",
+    )
     lines.add_row("objective", f"{d.objective:.6g}")
     lines.add_row("rounds", str(d.rounds))
     lines.add_row("constraints added", str(d.rows))

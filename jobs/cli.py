@@ -132,6 +132,7 @@ class _Progress:
         self._prep: TaskID | None = None
         self._count: TaskID | None = None
         self._lp: TaskID | None = None
+        self._boot: TaskID | None = None
 
     def __enter__(self) -> _Progress:
         self.progress.__enter__()
@@ -156,6 +157,11 @@ class _Progress:
             completed=info["done"],
             description=f"counting shards ({info['category']} done)",
         )
+
+    def bootstrap(self, info: dict) -> None:
+        if self._boot is None:
+            self._boot = self.progress.add_task("bootstrap", total=info["replicates"])
+        self.progress.update(self._boot, completed=info["replicate"])
 
     def lp(self, info: dict) -> None:
         self._end_prep()
@@ -233,6 +239,24 @@ def infer(
         ),
     ] = None,
     lp_method: LPMethodOpt = LPMethod.auto,
+    after: Annotated[
+        int,
+        typer.Option(
+            "--after",
+            min=0,
+            help="Attack merges K+1.. only, the first K pre-applied (an extended vocabulary).",
+        ),
+    ] = 0,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=0, help="Bootstrap replicates for confidence intervals (0: none)."
+        ),
+    ] = 0,
+    confidence: Annotated[
+        float, typer.Option("--confidence", min=0.5, max=0.999, help="Interval coverage.")
+    ] = 0.9,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Infer the training-data mixture of TOKENIZER over the sample CATEGORIES."""
@@ -253,7 +277,12 @@ def infer(
                 address=address,
                 on_count_progress=prog.count,
                 on_lp_progress=prog.lp,
+                on_bootstrap_progress=prog.bootstrap,
                 method=lp_method.value,
+                after=after,
+                bootstrap=bootstrap,
+                confidence=confidence,
+                seed=seed,
             )
     except ForensicsError as e:
         raise _fail(str(e)) from None

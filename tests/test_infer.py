@@ -148,6 +148,21 @@ def test_exact_recovery_when_attacking_with_the_training_text(ray_session, tmp_p
     assert res.diagnostics.optimal and res.diagnostics.objective < 1e-6
     assert err < 1e-6, (res.mixture_bytes, true_bytes)
     assert {c: res.stats[c].bytes for c in names} == true_bytes
+    # the extended-vocabulary attack (merges 301.. with the first 300 pre-applied) and the
+    # bootstrap on the same text: still no slack; intervals around the estimate
+    ext = infer_mixture(str(tmp_path / "tokenizer.json"), files, after=300, bootstrap=3, seed=1)
+    d = ext.diagnostics
+    assert d.after == 300 and d.optimal and d.objective < 1e-6
+    assert d.violated_share == pytest.approx(0.0, abs=1e-9)
+    assert set(ext.intervals) == set(names) and ext.confidence == 0.9
+    for c in names:
+        iv = ext.intervals[c]
+        assert iv["lower"] <= ext.mixture_bytes[c] <= iv["upper"] and iv["blocks"] >= 1
+    assert json.loads(ext.to_json())["intervals"]["en"]["std"] >= 0
+    with pytest.raises(ForensicsInputError, match="after"):
+        infer_mixture(str(tmp_path / "tokenizer.json"), files, after=10_000)
+    with pytest.raises(ForensicsInputError, match="bootstrap"):
+        infer_mixture(str(tmp_path / "tokenizer.json"), files, bootstrap=1)
 
 
 def test_demo_cli_small(ray_session, tmp_path):

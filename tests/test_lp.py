@@ -160,3 +160,22 @@ def test_auto_method_is_tree_with_highs_and_rows_with_pulp(small_instance):
     tr, _ = small_instance
     assert solve_mixture(tr).solver == "highs-tree"
     assert solve_mixture(tr, solver="pulp-highs").solver == "pulp-highs"
+
+
+def test_after_k_constrains_only_the_later_merges(small_instance):
+    tr, _ = small_instance
+    K = 120
+    lp = MixtureLP(tr, after=K)
+    assert not lp.present[:K].any() and lp.present[K:].any()
+    assert np.all(lp.seg_lo[lp.seg_ok] > K)
+    res = solve_mixture(tr, after=K)
+    assert res.optimal and res.after == K
+    assert res.step_slack[:K].sum() == 0.0
+    # certificate on the restricted LP, and the restricted optimum is no worse than the full one
+    steps, _, _ = lp.scan(res.alpha_pairs, res.step_slack, res.pair_slack, 1e-5)
+    assert len(steps) == 0
+    full = solve_mixture(tr)
+    assert res.objective <= full.objective + 1e-6
+    assert 0.0 <= res.violated_share <= 1.0
+    with pytest.raises(ValueError, match="after"):
+        MixtureLP(tr, after=tr.n_steps)

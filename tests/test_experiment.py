@@ -1,0 +1,164 @@
+"""Controlled experiments: baselines, T from the data, trials, errors and outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from forensics.baselines import random_guess, tc_estimate, tee_estimate
+from forensics.counting import CategoryCounts
+from forensics.experiment import (
+    ExperimentConfig,
+    ExperimentError,
+    choose_merges,
+    coverage,
+    run_trial,
+    summarize,
+    write_results,
+)
+from jobs.cli import app
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def _counts(tokens: dict[int, int], V: int = 300) -> CategoryCounts:
+    ids = np.array(sorted(tokens), dtype=np.int64)
+    return CategoryCounts(
+        ids,
+        np.array([tokens[i] for i in ids], dtype=np.int64),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        V,
+    )
+
+
+def test_random_guess_is_on_the_simplex():
+    g = random_guess(7, np.random.default_rng(0))
+    assert g.shape == (7,) and np.all(g >= 0) and g.sum() == pytest.approx(1.0)
+
+
+def test_tee_normalises_the_efficiency_ratios():
+    est = tee_estimate([2.0, 3.0], [4.0, 3.0])  # efficiencies 0.5 and 1.0
+    assert est == pytest.approx([1 / 3, 2 / 3])
+    with pytest.raises(ValueError, match="positive"):
+        tee_estimate([1.0], [0.0])
+
+
+def test_tc_counts_the_tokens_each_category_uses_most():
+    # tokens 256-259 are relatively most frequent in category 0, 260-261 in category 1;
+    # base symbols (< 256) are not classified
+    a = _counts({1: 1000, 256: 10, 257: 10, 258: 10, 259: 10, 260: 1})
+    b = _counts({1: 10, 260: 50, 261: 50, 256: 1})
+    assert tc_estimate([a, b], first_learned_id=256) == pytest.approx([4 / 6, 2 / 6])
+
+
+def test_choose_merges_stops_where_the_merge_counts_fall_below_the_threshold():
+    counts = np.concatenate([np.full(3000, 500.0), np.full(2000, 30.0), np.full(5000, 3.0)])
+    T = choose_merges(counts, min_count=10, window=200)
+    assert 4900 <= T <= 5100
+    assert choose_merges(np.full(10_000, 100.0)) == 10_000
+    assert choose_merges(np.full(50, 1.0)) == 50  # never below the window
+
+
+def _pool(*names: str) -> dict[str, list[str]]:
+    return {c: [str(SAMPLE / f"{c}.jsonl.gz")] for c in names}
+
+
+def test_a_tiny_trial_beats_the_baselines_and_writes_its_results(tmp_path):
+    cfg = ExperimentConfig(n=3, vocab_size=2000, bytes_per_category=150_000, bootstrap=4)
+    pool = _pool("en", "ko", "ja", "de")
+    records = [run_trial(cfg, t, pool) for t in range(2)]
+    for r in records:
+        assert len(r["categories"]) == 3 and sum(r["truth"]) == pytest.approx(1.0)
+        for est in r["estimates"].values():
+            assert sum(est) == pytest.approx(1.0)
+        assert r["lp"]["optimal"]
+        assert 0.0 <= r["lp"]["violated_share"] <= 1.0
+        assert len(r["interval"]["replicates"]) == 4
+        assert all(
+            lo <= hi for lo, hi in zip(r["interval"]["lower"], r["interval"]["upper"], strict=True)
+        )
+    attack = np.median([r["log10_mse"]["attack"] for r in records])
+    # a regression guard on a tiny run (measured: see README, experiments)
+    assert attack <= -2.5, [r["log10_mse"] for r in records]
+    for m in ("random", "tee", "tc"):
+        assert attack < np.median([r["log10_mse"][m] for r in records]), m
+    paths = write_results(records, str(tmp_path / "out"))
+    table = pq.read_table(paths["parquet"])
+    assert table.num_rows == 2 * 4 * 3  # trials x methods x categories
+    summary = json.loads(Path(paths["summary"]).read_text())
+    assert set(summary["methods"]) == {"attack", "random", "tee", "tc"}
+    assert summary["coverage"] is not None
+    for key in ("mse_plot", "scatter_plot"):
+        assert Path(paths[key]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = {x.method: x for x in summarize(records)}
+    assert s["attack"].median == pytest.approx(attack)
+    assert 0.0 <= coverage(records) <= 1.0
+
+
+def test_withheld_categories_raise_the_violated_share():
+    pool = _pool("en", "ko", "ja", "ru")
+    base = ExperimentConfig(n=4, vocab_size=1500, bytes_per_category=100_000, baselines=False)
+    full = run_trial(base, 3, pool)
+    hidden = run_trial(ExperimentConfig(**{**base.__dict__, "withhold": 1}), 3, pool)
+    assert full["categories"] == hidden["categories"]
+    (gone,) = hidden["withheld"]
+    j = hidden["categories"].index(gone)
+    assert hidden["estimates"]["attack"][j] == 0.0
+    if full["truth"][j] > 0.05:  # a category that mattered: the merges it drove go unexplained
+        assert hidden["lp"]["violated_share"] > full["lp"]["violated_share"]
+
+
+def test_bad_experiment_settings_are_clear_errors(tmp_path):
+    pool = _pool("en", "ko")
+    with pytest.raises(ExperimentError, match="only 2 categories"):
+        run_trial(ExperimentConfig(n=3), 0, pool)
+    with pytest.raises(ExperimentError, match="withhold"):
+        run_trial(ExperimentConfig(n=2, withhold=2), 0, pool)
+    with pytest.raises(ExperimentError, match="cannot be reached"):
+        run_trial(ExperimentConfig(n=2, vocab_size=200_000, bytes_per_category=20_000), 0, pool)
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"text": "a single document"}) + "\n", encoding="utf-8")
+    with pytest.raises(ExperimentError, match="too few to split"):
+        run_trial(ExperimentConfig(n=2, vocab_size=500), 0, {"en": pool["en"], "x": [str(one)]})
+
+
+def test_experiment_cli_runs_on_ray_and_reports(ray_session, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "experiment",
+            "--categories",
+            str(SAMPLE),
+            "--setting",
+            "code",
+            "--n",
+            "2",
+            "--trials",
+            "2",
+            "--vocab-size",
+            "800",
+            "--bytes-per-category",
+            "60000",
+            "--out",
+            str(tmp_path / "res"),
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "attack" in res.output and "tee" in res.output
+    recs = json.loads((tmp_path / "res" / "trials.json").read_text())
+    assert [r["trial"] for r in recs] == [0, 1]
+    assert all(c.startswith("code") for r in recs for c in r["categories"])
+    assert all(math.isfinite(r["log10_mse"]["attack"]) for r in recs)
+    bad = runner.invoke(
+        app, ["experiment", "--categories", str(SAMPLE), "--n", "30", "--out", str(tmp_path)]
+    )
+    assert bad.exit_code == 2 and "only 14 categories" in bad.output
