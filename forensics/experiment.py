@@ -18,6 +18,7 @@ MSE over all ``n`` categories (a withheld category's estimate is 0).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
@@ -38,7 +39,13 @@ from .lp import solve_mixture
 from .merges import MergeList
 from .pretokenize import Pretokenizer
 from .tokenizer_io import load_merge_list
-from .training import TRAINERS, mixture_sample, train_bpe, train_sentencepiece_bpe
+from .training import (
+    TRAINERS,
+    continue_bpe,
+    mixture_sample,
+    train_bpe,
+    train_sentencepiece_bpe,
+)
 
 __all__ = [
     "METHODS",
@@ -65,6 +72,7 @@ class ExperimentConfig:
     trainer: str = "bytelevel-digits"
     merges: int | str | None = None  # T: an int, "auto" (chosen from the data) or None (all)
     after: int = 0  # attack merges after+1.. only (the first ones pre-applied)
+    extend: int = 0  # extension experiment: merges added on a second mixture (0: off)
     withhold: int = 0  # categories trained on but not given to the attack
     bootstrap: int = 0  # resamples for confidence intervals (0: none)
     confidence: float = 0.9
@@ -86,6 +94,10 @@ class ExperimentConfig:
             raise ExperimentError("trials must be ≥ 1 and bytes_per_category ≥ 1,000")
         if self.after < 0 or not 0 < self.confidence < 1:
             raise ExperimentError("after must be ≥ 0 and confidence in (0, 1)")
+        if self.extend < 0 or (self.extend and self.after):
+            raise ExperimentError("extend must be ≥ 0, and is not combined with after")
+        if self.extend and self.trainer == "sentencepiece":
+            raise ExperimentError("the extension experiment continues a byte-level BPE")
 
     @property
     def total_train_bytes(self) -> int:
@@ -143,6 +155,25 @@ def train_target(texts: Sequence[str], vocab_size: int, trainer: str, workdir: P
     return ml
 
 
+def extend_merge_list(
+    ml: MergeList, pre: Pretokenizer, texts: Sequence[str], n_new: int
+) -> MergeList:
+    """``ml`` with ``n_new`` merges trained further on ``texts`` (:func:`continue_bpe`)."""
+    from collections import Counter
+
+    words: Counter[str] = Counter()
+    for doc in texts:
+        words.update(pre.pretokenize_document(doc))
+    new = continue_bpe(ml.merges, ml.base, ml.alphabet, words, n_new)
+    if len(new) < n_new:
+        raise ExperimentError(
+            f"the extension text gives only {len(new)} new merges, not {n_new}: lower --extend"
+        )
+    return dataclasses.replace(
+        ml, merges=ml.merges + tuple(new), name=f"{ml.name}+{n_new}", source_format="extended"
+    )
+
+
 def _bytes_per_token(ml: MergeList, docs: Sequence[str]) -> float:
     from .infer import count_texts
 
@@ -195,21 +226,37 @@ def run_trial(
     train, attack = {}, {}
     for c in names:
         train[c], attack[c] = _category_docs(c, pool[c], cfg, split_seed)
+    weights_b = rng.dirichlet(np.ones(cfg.n)) if cfg.extend else None
+    train_b = train
+    if weights_b is not None:
+        # the base and the extension learn from disjoint documents: a base fitted to the very
+        # documents of the extension leaves them (unlike the attack text) little to merge
+        train, train_b = {}, dict(train)
+        for c in names:
+            train[c], train_b[c] = split_documents(train_b[c], 0.5, seed=split_seed + 1)
     texts, used = mixture_sample(
         train, dict(zip(names, weights.tolist(), strict=True)), cfg.total_train_bytes
     )
-    total = sum(used.values())
-    if total == 0:
-        raise ExperimentError("the training mixture is empty: raise --bytes-per-category")
-    truth = np.array([used[c] / total for c in names])
     timings["prepare"] = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="mixtrace-exp-") as tmp:
         t0 = time.perf_counter()
         ml = train_target(texts, cfg.vocab_size, cfg.trainer, Path(tmp))
-        timings["train"] = time.perf_counter() - t0
-        model = BPEModel(ml.merges, ml.base, ml.alphabet)
         pre = Pretokenizer.from_spec(ml.pretokenizer)
+        K = cfg.after
+        if weights_b is not None:
+            # extension: the base above saw mixture A; continue its training on mixture B and
+            # attack the added merges only (the truth is B)
+            texts, used = mixture_sample(
+                train_b, dict(zip(names, weights_b.tolist(), strict=True)), cfg.total_train_bytes
+            )
+            ml, K = extend_merge_list(ml, pre, texts, cfg.extend), len(ml.merges)
+        timings["train"] = time.perf_counter() - t0
+        total = sum(used.values())
+        if total == 0:
+            raise ExperimentError("the training mixture is empty: raise --bytes-per-category")
+        truth = np.array([used[c] / total for c in names])
+        model = BPEModel(ml.merges, ml.base, ml.alphabet)
         hist = TokenHistories(model)
 
         t0 = time.perf_counter()
@@ -219,15 +266,15 @@ def run_trial(
         tr_all = build_trajectories(model, seen, events, model.n_merges)
         timings["count"] = time.perf_counter() - t0
         if cfg.merges == "auto":
-            T = choose_merges(tr_all.merge_counts.sum(axis=0))
+            T = K + choose_merges(tr_all.merge_counts[:, K:].sum(axis=0))
         else:
             T = min(int(cfg.merges or model.n_merges), model.n_merges)
-        if cfg.after >= T:
-            raise ExperimentError(f"after = {cfg.after} leaves no merge to attack (T = {T})")
+        if K >= T:
+            raise ExperimentError(f"after = {K} leaves no merge to attack (T = {T})")
         tr = build_trajectories(model, seen, events, T) if T < model.n_merges else tr_all
 
         t0 = time.perf_counter()
-        res = solve_mixture(tr, after=cfg.after)
+        res = solve_mixture(tr, after=K)
         timings["lp"] = time.perf_counter() - t0
         est_seen = dict(zip(seen, res.alpha_bytes.tolist(), strict=True))
         estimates: dict[str, list[float]] = {"attack": [est_seen.get(c, 0.0) for c in names]}
@@ -252,7 +299,7 @@ def run_trial(
                 seed=int(rng.integers(1 << 31)),
                 confidence=cfg.confidence,
                 point=np.asarray(res.alpha_bytes),
-                after=cfg.after,
+                after=K,
             )
             lo = dict(zip(seen, boot.lower.tolist(), strict=True))
             hi = dict(zip(seen, boot.upper.tolist(), strict=True))
@@ -269,9 +316,10 @@ def run_trial(
         if cfg.baselines:
             t0 = time.perf_counter()
             estimates["random"] = random_guess(cfg.n, rng).tolist()
-            estimates["tc"] = tc_estimate([counts[c] for c in names], model.n_base).tolist()
+            # TC over the tokens the attacked merges made (all, or the extension's)
+            estimates["tc"] = tc_estimate([counts[c] for c in names], model.n_base + K).tolist()
             bpt_mix, bpt_single = [], []
-            for c in names:
+            for c in names if weights_b is None else ():  # TEE: not defined for an extension
                 mix = counts[c].n_bytes / max(1, int(counts[c].uni_counts.sum()))
                 own_dir = Path(tmp) / f"own-{names.index(c)}"
                 own_dir.mkdir()
@@ -279,7 +327,8 @@ def run_trial(
                 own = train_target_capped(own_text, cfg.vocab_size, cfg.trainer, own_dir)
                 bpt_mix.append(mix)
                 bpt_single.append(_bytes_per_token(own, attack[c]))
-            estimates["tee"] = tee_estimate(bpt_mix, bpt_single).tolist()
+            if bpt_mix:
+                estimates["tee"] = tee_estimate(bpt_mix, bpt_single).tolist()
             timings["baselines"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return {
@@ -287,7 +336,7 @@ def run_trial(
         "seed": cfg.seed,
         "categories": names,
         "withheld": sorted(hidden),
-        "weights": weights.tolist(),
+        "weights": (weights if weights_b is None else weights_b).tolist(),
         "truth": truth.tolist(),
         "true_bytes": [int(used[c]) for c in names],
         "attack_bytes": [int(counts[c].n_bytes) for c in names],
@@ -296,7 +345,8 @@ def run_trial(
         "interval": interval,
         "n_merges": int(model.n_merges),
         "T": int(T),
-        "after": cfg.after,
+        "after": K,
+        "weights_base": weights.tolist() if weights_b is not None else None,
         "lp": record_lp,
         "timings": timings,
         "config": asdict(cfg),

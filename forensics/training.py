@@ -13,12 +13,16 @@ scored against).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = [
     "PRETOKENIZERS",
     "TRAINERS",
+    "continue_bpe",
     "mixture_sample",
     "split_lines",
     "train_bpe",
@@ -161,3 +165,91 @@ def mixture_sample(
             got += n
         true_bytes[cat] = got
     return docs, true_bytes
+
+
+def continue_bpe(
+    merges: Sequence[tuple[bytes, bytes]],
+    base: str,
+    alphabet: Sequence[bytes] | frozenset[bytes] | None,
+    word_counts: Mapping[str, int],
+    n_new: int,
+) -> list[tuple[bytes, bytes]]:
+    """Continue BPE training from an existing merge list: ``n_new`` further merges.
+
+    ``word_counts`` are pretokens in the model's symbol space (byte-level unicode for byte
+    models), as :class:`~forensics.pretokenize.Pretokenizer` produces them. Every word is first
+    encoded with the existing merges (so they are pre-applied), then the most frequent adjacent
+    pair is merged, repeatedly. Ties go to the pair of smaller token ids in the numbering of
+    Hugging Face's trainer (base symbols sorted by their symbol-space character, then merges in
+    order), as ``tokenizers``' BpeTrainer breaks them. Pairs whose merged token already exists
+    are skipped, so that the extended list stays a valid merge list. Stops early when no pair
+    is left. Returns the new merges only.
+    """
+    from .counting import BPEModel
+
+    model = BPEModel(merges, base, alphabet)
+    tokens: list[bytes] = list(model.tokens)
+    known = set(tokens)
+    words = [w for w in word_counts if w]
+    freqs = [int(word_counts[w]) for w in words]
+    seqs = model.encode_words(words)
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for wi, seq in enumerate(seqs):
+        f = freqs[wi]
+        for p in itertools.pairwise(seq):
+            counts[p] += f
+            where[p].add(wi)
+    # HF ids: base symbols ranked by their symbol-space string; merged tokens keep their ids
+    base_rank = sorted(range(model.n_base), key=lambda i: model.symbol_str(tokens[i]))
+    hf = list(range(len(tokens)))
+    for r, i in enumerate(base_rank):
+        hf[i] = r
+    heap = [(-c, hf[a], hf[b], a, b) for (a, b), c in counts.items() if c > 0]
+    heapq.heapify(heap)
+    new: list[tuple[bytes, bytes]] = []
+    while heap and len(new) < n_new:
+        negc, _, _, a, b = heapq.heappop(heap)
+        c = counts.get((a, b), 0)
+        if c <= 0:
+            continue
+        if c != -negc:  # stale entry: re-queue with the current count
+            heapq.heappush(heap, (-c, hf[a], hf[b], a, b))
+            continue
+        merged = tokens[a] + tokens[b]
+        if merged in known:
+            counts[(a, b)] = 0
+            continue
+        new_id = len(tokens)
+        tokens.append(merged)
+        hf.append(new_id)
+        known.add(merged)
+        new.append((tokens[a], tokens[b]))
+        changed: set[tuple[int, int]] = set()
+        for wi in where.pop((a, b), ()):
+            seq, f = seqs[wi], freqs[wi]
+            out: list[int] = []
+            i = 0
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            if len(out) == len(seq):
+                continue  # a stale index: the pair is gone from this word
+            for p in itertools.pairwise(seq):
+                counts[p] -= f
+                changed.add(p)
+            for p in itertools.pairwise(out):
+                counts[p] += f
+                where[p].add(wi)
+                changed.add(p)
+            seqs[wi] = out
+        counts.pop((a, b), None)
+        for p in changed:
+            c2 = counts.get(p, 0)
+            if c2 > 0:
+                heapq.heappush(heap, (-c2, hf[p[0]], hf[p[1]], p[0], p[1]))
+    return new

@@ -442,6 +442,15 @@ def experiment(
         int,
         typer.Option("--withhold", min=0, help="Categories trained on but hidden from the attack."),
     ] = 0,
+    extend: Annotated[
+        int,
+        typer.Option(
+            "--extend",
+            min=0,
+            help="Extension experiment: add this many merges trained on a second mixture to "
+            "the base tokenizer and recover that mixture (0: off).",
+        ),
+    ] = 0,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates per trial (0: none).")
     ] = 0,
@@ -480,6 +489,7 @@ def experiment(
             merges=T,
             after=after,
             withhold=withhold,
+            extend=extend,
             bootstrap=bootstrap,
             baselines=baselines,
             seed=seed,

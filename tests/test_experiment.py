@@ -162,3 +162,16 @@ def test_experiment_cli_runs_on_ray_and_reports(ray_session, tmp_path):
         app, ["experiment", "--categories", str(SAMPLE), "--n", "30", "--out", str(tmp_path)]
     )
     assert bad.exit_code == 2 and "only 14 categories" in bad.output
+
+
+def test_extension_trial_attacks_only_the_added_merges():
+    pool = _pool("en", "ko", "ja")
+    cfg = ExperimentConfig(n=3, vocab_size=800, bytes_per_category=120_000, merges=None, extend=300)
+    r = run_trial(cfg, 2, pool)
+    assert r["n_merges"] == 800 - 256 + 300 and r["after"] == 800 - 256
+    assert r["weights_base"] is not None and r["weights"] != r["weights_base"]
+    assert set(r["estimates"]) == {"attack", "random", "tc"}  # TEE: undefined for extensions
+    assert sum(r["estimates"]["attack"]) == pytest.approx(1.0)
+    assert r["lp"]["optimal"]
+    with pytest.raises(ExperimentError, match="extend"):
+        run_trial(ExperimentConfig(n=2, extend=10, after=5), 0, pool)

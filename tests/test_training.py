@@ -84,3 +84,40 @@ def test_mixture_sample_whole_documents_and_true_bytes():
         mixture_sample(docs, {"zz": 1.0}, 100)
     with pytest.raises(ValueError):
         mixture_sample(docs, {"a": 0.0}, 100)
+
+
+def _sample_mixture() -> list[str]:
+    from pathlib import Path
+
+    from forensics.categories import sample_text
+    from pipeline.readers import ReadErrors
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    docs = {
+        c: sample_text(str(sample / f"{c}.jsonl.gz"), sample_bytes=60_000, errors=ReadErrors())
+        for c in ("ko", "ru", "code-python")
+    }
+    texts, _ = mixture_sample(docs, {"ko": 0.3, "ru": 0.3, "code-python": 0.4}, 150_000)
+    return texts
+
+
+@pytest.mark.parametrize("trainer", ["bytelevel-digits", "gpt2"])
+def test_continue_bpe_reproduces_the_hf_trainer(tmp_path, trainer):
+    """Continuing from HF's first K merges on the same text gives HF's next merges, in order
+    (ties included): the extension trainer is BPE training itself, not an approximation."""
+    from collections import Counter
+
+    from forensics.pretokenize import Pretokenizer
+    from forensics.training import continue_bpe
+
+    texts = _sample_mixture()
+    path = tmp_path / "tok.json"
+    path.write_text(train_bpe(texts, 256 + 1500, pretokenizer=trainer), encoding="utf-8")
+    ml = load_merge_list(str(path))
+    pre = Pretokenizer.from_spec(ml.pretokenizer)
+    words = Counter(w for d in texts for w in pre.pretokenize_document(d))
+    for k in (0, 700):
+        new = continue_bpe(ml.merges[:k], ml.base, ml.alphabet, words, 1500 - k)
+        assert new == list(ml.merges[k:1500])
+    # no pair left: stops early instead of inventing merges
+    assert len(continue_bpe([], "byte", None, {"ab": 3}, 10)) == 1
