@@ -35,6 +35,7 @@ from .baselines import random_guess, tc_estimate, tee_estimate
 from .bootstrap import DocumentBlocks, bootstrap_mixture
 from .categories import sample_text, split_documents
 from .counting import BPEModel, TokenHistories, build_trajectories, category_events
+from .infer import count_texts
 from .lp import solve_mixture
 from .merges import MergeList
 from .pretokenize import Pretokenizer
@@ -78,6 +79,9 @@ class ExperimentConfig:
     confidence: float = 0.9
     baselines: bool = True
     seed: int = 0
+    attack_bytes: int | None = None  # cap each attacker half (whole documents)
+    sweep_merges: tuple[int, ...] = ()  # also score the attack at these T (a curve)
+    sweep_attack_bytes: tuple[int, ...] = ()  # ... and with this much attacker text
 
     def check(self, pool: Sequence[str]) -> None:
         if self.trainer not in TRAINERS:
@@ -174,9 +178,25 @@ def extend_merge_list(
     )
 
 
-def _bytes_per_token(ml: MergeList, docs: Sequence[str]) -> float:
-    from .infer import count_texts
+def _spread(values: np.ndarray, seen: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """Values over ``seen`` placed in the order of ``names`` (0 for the others)."""
+    got = dict(zip(seen, np.asarray(values).tolist(), strict=True))
+    return np.array([got.get(c, 0.0) for c in names])
 
+
+def _first_bytes(docs: Sequence[str], limit: int) -> list[str]:
+    """The first documents up to ``limit`` UTF-8 bytes (at least one)."""
+    out, got = [], 0
+    for d in docs:
+        n = len(d.encode("utf-8"))
+        if out and got + n > limit:
+            break
+        out.append(d)
+        got += n
+    return out
+
+
+def _bytes_per_token(ml: MergeList, docs: Sequence[str]) -> float:
     model = BPEModel(ml.merges, ml.base, ml.alphabet)
     cc = count_texts(model, Pretokenizer.from_spec(ml.pretokenizer), docs)
     tokens = int(cc.uni_counts.sum())
@@ -226,6 +246,8 @@ def run_trial(
     train, attack = {}, {}
     for c in names:
         train[c], attack[c] = _category_docs(c, pool[c], cfg, split_seed)
+        if cfg.attack_bytes:
+            attack[c] = _first_bytes(attack[c], cfg.attack_bytes)
     weights_b = rng.dirichlet(np.ones(cfg.n)) if cfg.extend else None
     train_b = train
     if weights_b is not None:
@@ -272,12 +294,39 @@ def run_trial(
         if K >= T:
             raise ExperimentError(f"after = {K} leaves no merge to attack (T = {T})")
         tr = build_trajectories(model, seen, events, T) if T < model.n_merges else tr_all
+        curves: dict[str, dict[str, float]] = {}
+        if cfg.sweep_merges:
+            curves["merges"] = {}
+            for t in cfg.sweep_merges:
+                if K < t <= model.n_merges:
+                    r_t = solve_mixture(build_trajectories(model, seen, events, t), after=K)
+                    curves["merges"][str(t)] = log10_mse(
+                        _spread(r_t.alpha_bytes, seen, names), truth
+                    )
+        if cfg.sweep_attack_bytes:
+            curves["attack_bytes"] = {}
+            for size in cfg.sweep_attack_bytes:
+                ev = [
+                    category_events(
+                        model, count_texts(model, pre, _first_bytes(attack[c], size)), hist
+                    )
+                    for c in seen
+                ]
+                tr_s = build_trajectories(model, seen, ev, model.n_merges)
+                T_s = T
+                if cfg.merges == "auto":
+                    T_s = K + choose_merges(tr_s.merge_counts[:, K:].sum(axis=0))
+                r_s = solve_mixture(build_trajectories(model, seen, ev, T_s), after=K)
+                curves["attack_bytes"][str(size)] = log10_mse(
+                    _spread(r_s.alpha_bytes, seen, names), truth
+                )
 
         t0 = time.perf_counter()
         res = solve_mixture(tr, after=K)
         timings["lp"] = time.perf_counter() - t0
-        est_seen = dict(zip(seen, res.alpha_bytes.tolist(), strict=True))
-        estimates: dict[str, list[float]] = {"attack": [est_seen.get(c, 0.0) for c in names]}
+        estimates: dict[str, list[float]] = {
+            "attack": _spread(res.alpha_bytes, seen, names).tolist()
+        }
         record_lp = {
             "objective": res.objective,
             "rounds": res.rounds,
@@ -348,6 +397,7 @@ def run_trial(
         "after": K,
         "weights_base": weights.tolist() if weights_b is not None else None,
         "lp": record_lp,
+        "curves": curves,
         "timings": timings,
         "config": asdict(cfg),
     }
