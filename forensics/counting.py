@@ -39,6 +39,7 @@ __all__ = [
     "brute_force_counts",
     "build_trajectories",
     "category_events",
+    "choose_merges",
     "count_tokens",
     "merge_category_counts",
 ]
@@ -537,6 +538,25 @@ def build_trajectories(
 # ----------------------------------------------------------------------------------------
 # The oracle
 # ----------------------------------------------------------------------------------------
+def choose_merges(merge_counts: np.ndarray, *, min_count: float = 30.0, window: int = 200) -> int:
+    """T chosen from the data: the last step before the merges' own counts in the attack
+    samples (summed over categories) fall, as a running median over ``window`` steps, below
+    ``min_count`` occurrences. Past that point a merge's count has a relative Poisson noise
+    above 1/√30 ≈ 18 % and its constraints mostly carry sampling noise: on 7 mixtures of 5
+    categories × 1 MB the error was flat from T = 2,000 to all 29,744 merges (median log10 MSE
+    −4.35 and −4.44; bench/bench_accuracy.py), while the LP's time grows with T. Never fewer
+    than ``min(window, T)`` steps."""
+    c = np.asarray(merge_counts, dtype=np.float64)
+    T = len(c)
+    if T <= window:
+        return T
+    # running median via a strided view (T × window floats at most a few MB)
+    v = np.lib.stride_tricks.sliding_window_view(c, window)
+    med = np.median(v, axis=1)  # med[k]: steps k..k+window-1
+    low = np.flatnonzero(med < min_count)
+    return T if len(low) == 0 else int(max(window, low[0] + window // 2))
+
+
 def brute_force_counts(
     model: BPEModel, word_counts: Mapping[str, int], n_steps: int
 ) -> list[dict[tuple[int, int], int]]:

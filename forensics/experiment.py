@@ -34,7 +34,13 @@ from pipeline.readers import ReadErrors
 from .baselines import random_guess, tc_estimate, tee_estimate
 from .bootstrap import DocumentBlocks, bootstrap_mixture
 from .categories import sample_text, split_documents
-from .counting import BPEModel, TokenHistories, build_trajectories, category_events
+from .counting import (
+    BPEModel,
+    TokenHistories,
+    build_trajectories,
+    category_events,
+    choose_merges,
+)
 from .infer import count_texts
 from .lp import solve_mixture
 from .merges import MergeList
@@ -111,23 +117,6 @@ class ExperimentConfig:
 def log10_mse(estimate: Sequence[float], truth: Sequence[float]) -> float:
     mse = float(np.mean((np.asarray(estimate) - np.asarray(truth)) ** 2))
     return math.log10(mse) if mse > 0 else -math.inf
-
-
-def choose_merges(merge_counts: np.ndarray, *, min_count: float = 10.0, window: int = 200) -> int:
-    """T chosen from the data: the last step before the merges' own counts in the attack
-    samples (summed over categories) fall, as a running median over ``window`` steps, below
-    ``min_count`` occurrences. Below that, a merge's count is as uncertain as it is large
-    (Poisson noise √c ≥ c/3), so its constraints carry noise rather than signal. Never fewer
-    than ``min(window, T)`` steps."""
-    c = np.asarray(merge_counts, dtype=np.float64)
-    T = len(c)
-    if T <= window:
-        return T
-    # running median via a strided view (T × window floats at most a few MB)
-    v = np.lib.stride_tricks.sliding_window_view(c, window)
-    med = np.median(v, axis=1)  # med[k]: steps k..k+window-1
-    low = np.flatnonzero(med < min_count)
-    return T if len(low) == 0 else int(max(window, low[0] + window // 2))
 
 
 # ------------------------------------------------------------------------------------------

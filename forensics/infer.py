@@ -72,6 +72,7 @@ from .counting import (
     TokenHistories,
     build_trajectories,
     category_events,
+    choose_merges,
     count_tokens,
     merge_category_counts,
 )
@@ -552,7 +553,7 @@ def infer_mixture(
     categories: str | Mapping[str, str | Sequence[str]],
     *,
     sample_bytes: float = 1e9,
-    n_merges: int | None = None,
+    n_merges: int | str | None = None,
     document_mode: bool = False,
     pattern: str | None = None,
     solver: str = "highs",
@@ -573,7 +574,8 @@ def infer_mixture(
     ``tokenizer``: a file, folder or hub id (see :func:`load_merge_list`); ``categories``: a
     YAML spec, a folder of category files or ``{name: path(s)}``. ``sample_bytes`` of text per
     category (see the module docstring for the exact budget rule), the first ``n_merges``
-    merges (all by default). ``document_mode`` counts whole documents instead of lines (for
+    merges (all by default; ``"auto"``: T chosen from the data by
+    :func:`~forensics.counting.choose_merges`). ``document_mode`` counts whole documents instead of lines (for
     targets trained on whole documents). ``after=K`` attacks merges ``K+1..T`` only, the first
     ``K`` pre-applied (an extended vocabulary: K = the base tokenizer's merges). ``bootstrap=B``
     re-solves the LP on ``B`` resamples of each category's documents (20 blocks per category)
@@ -592,8 +594,11 @@ def infer_mixture(
         raise ForensicsInputError(f"sample_bytes must be positive, got {sample_bytes}")
     if shard_bytes is not None and int(shard_bytes) <= 0:
         raise ForensicsInputError(f"shard_bytes must be positive, got {shard_bytes}")
-    if n_merges is not None and n_merges <= 0:
-        raise ForensicsInputError(f"n_merges must be positive, got {n_merges}")
+    auto_T = n_merges == "auto"
+    if auto_T:
+        n_merges = None
+    elif n_merges is not None and (not isinstance(n_merges, int) or n_merges <= 0):
+        raise ForensicsInputError(f"n_merges must be a positive number or 'auto', got {n_merges!r}")
     if after < 0 or bootstrap < 0 or bootstrap == 1 or not 0 < confidence < 1:
         raise ForensicsInputError(
             f"after must be >= 0 (got {after}), bootstrap 0 or >= 2 (got {bootstrap}) and "
@@ -703,6 +708,11 @@ def infer_mixture(
                 f"cap of {caps[name]} bytes (e.g. {capped[0]}); raise shard_bytes"
             )
     tr = build_trajectories(model, names, events, T)
+    if auto_T:  # T from the data: where the merges' own counts fade into sampling noise
+        T_data = after + choose_merges(tr.merge_counts[:, after:].sum(axis=0))
+        if T_data < T:
+            T = T_data
+            tr = build_trajectories(model, names, events, T)
     timings["trajectories"] = time.perf_counter() - t0
 
     # -- LP -------------------------------------------------------------------------------------

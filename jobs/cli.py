@@ -116,6 +116,19 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _merges_option(value: str) -> int | str | None:
+    """``--merges``: a positive number, ``all`` or ``auto``."""
+    if value in ("all", "auto"):
+        return None if value == "all" else "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise _fail(f"--merges must be a positive number, 'all' or 'auto', not {value!r}")
+    return n
+
+
 class _Progress:
     """Rich progress for the counting tasks and the LP rounds (on stderr)."""
 
@@ -212,8 +225,11 @@ def infer(
         float, typer.Option("--sample-bytes", help="Text bytes read per category.")
     ] = 1e9,
     merges: Annotated[
-        int | None, typer.Option("--merges", min=1, help="Use the first T merges (default: all).")
-    ] = None,
+        str,
+        typer.Option(
+            "--merges", help="T: the first T merges, 'all' (default) or 'auto' (from the data)."
+        ),
+    ] = "all",
     document_mode: Annotated[
         bool, typer.Option("--document-mode", help="Count whole documents instead of lines.")
     ] = False,
@@ -269,7 +285,7 @@ def infer(
                 tokenizer,
                 categories,
                 sample_bytes=sample_bytes,
-                n_merges=merges,
+                n_merges=_merges_option(merges),
                 document_mode=document_mode,
                 pattern=pattern,
                 solver=solver.value,
@@ -476,9 +492,7 @@ def experiment(
 
     try:
         pool = _pool(resolve_categories(categories), setting)
-        T: int | str | None = (
-            None if merges == "all" else "auto" if merges == "auto" else int(merges)
-        )
+        T = _merges_option(merges)
         cfg = ExperimentConfig(
             n=n,
             trials=trials,
@@ -495,14 +509,8 @@ def experiment(
             seed=seed,
         )
         cfg.check(list(pool))
-    except ValueError as e:
-        if isinstance(e, ExperimentError | ForensicsError) or "invalid literal" in str(e):
-            raise _fail(
-                str(e)
-                if not str(e).startswith("invalid literal")
-                else f"--merges must be a number, 'auto' or 'all', not {merges!r}"
-            ) from None
-        raise
+    except (ExperimentError, ForensicsError) as e:
+        raise _fail(str(e)) from None
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

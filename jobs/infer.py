@@ -5,7 +5,10 @@ The YAML config holds the arguments of :func:`forensics.infer.infer_mixture`::
     tokenizer: shared/tokenizers/gpt2      # file, folder or hub id (required)
     categories: categories.yaml            # YAML spec or folder (required), or {name: paths}
     sample_bytes: 1e9                      # per category
-    merges: 30000                          # first T merges (default: all)
+    merges: 30000                          # first T merges, all (default) or auto
+    after: 0                               # attack merges after the first K only
+    bootstrap: 0                           # replicates for confidence intervals
+    confidence: 0.9
     document_mode: false
     pattern: null                          # regex override for byte-level tokenizers
     solver: highs                          # highs | pulp-highs | pulp-cbc
@@ -41,6 +44,9 @@ CONFIG_KEYS = {
     "categories",
     "sample_bytes",
     "merges",
+    "after",
+    "bootstrap",
+    "confidence",
     "document_mode",
     "pattern",
     "solver",
@@ -109,7 +115,10 @@ def run(cfg: dict[str, Any], *, address: str | None = None):
         str(cfg["tokenizer"]),
         cfg["categories"],
         sample_bytes=float(cfg.get("sample_bytes") or 1e9),
-        n_merges=int(merges) if merges is not None else None,
+        n_merges=merges if merges in ("auto", None) else None if merges == "all" else int(merges),
+        after=int(cfg.get("after") or 0),
+        bootstrap=int(cfg.get("bootstrap") or 0),
+        confidence=float(cfg.get("confidence") or 0.9),
         document_mode=bool(cfg.get("document_mode", False)),
         pattern=cfg.get("pattern"),
         solver=str(cfg.get("solver") or "highs"),

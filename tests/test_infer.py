@@ -417,3 +417,13 @@ def test_per_file_cap(ray_session, small_tokenizer, tmp_path):
     )
     assert 4_900 < res.stats["one"].bytes <= 5_000
     assert any("'one'" in w and "raise shard_bytes" in w for w in res.warnings), res.warnings
+
+
+def test_merges_auto_chooses_T_from_the_data(ray_session, small_tokenizer):
+    cats = {"en": str(SAMPLE / "en.jsonl.gz"), "de": str(SAMPLE / "de.jsonl.gz")}
+    res = infer_mixture(str(small_tokenizer), cats, sample_bytes=15_000, n_merges="auto")
+    n = res.tokenizer["n_merges"]
+    # 15 KB per category: the late merges of this 544-merge list occur < 30 times in the samples
+    assert 200 <= res.diagnostics.T < n and res.tokenizer["T"] == res.diagnostics.T
+    bad = _infer(small_tokenizer, cats["en"], "--merges", "many")
+    _one_line_error(bad, "--merges", "many")
