@@ -88,8 +88,23 @@ class ExperimentConfig:
     attack_bytes: int | None = None  # cap each attacker half (whole documents)
     sweep_merges: tuple[int, ...] = ()  # also score the attack at these T (a curve)
     sweep_attack_bytes: tuple[int, ...] = ()  # ... and with this much attacker text
+    weights: tuple[tuple[str, float], ...] | None = None  # fixed (category, weight), sum 1
 
     def check(self, pool: Sequence[str]) -> None:
+        if self.weights is not None:
+            names = [c for c, _ in self.weights]
+            unknown = [c for c in names if c not in pool]
+            if unknown:
+                raise ExperimentError(f"weights name unknown categories {unknown}")
+            if len(set(names)) != len(names) or len(names) != self.n:
+                raise ExperimentError(
+                    f"weights must name {self.n} distinct categories (n), got {names}"
+                )
+            total = sum(w for _, w in self.weights)
+            if any(w < 0 for _, w in self.weights) or abs(total - 1.0) > 1e-6:
+                raise ExperimentError(
+                    f"explicit weights must be non-negative and sum to 1, they sum to {total:.6g}"
+                )
         if self.trainer not in TRAINERS:
             raise ExperimentError(f"trainer must be one of {TRAINERS}, not {self.trainer!r}")
         if self.n < 2:
@@ -227,6 +242,9 @@ def run_trial(
     pick = np.sort(rng.choice(len(names_all), size=cfg.n, replace=False))
     names = [names_all[i] for i in pick]
     weights = rng.dirichlet(np.ones(cfg.n))
+    if cfg.weights is not None:  # fixed categories and weights (the draws above keep the seed)
+        names = [c for c, _ in cfg.weights]
+        weights = np.array([w for _, w in cfg.weights])
     hidden = set(rng.choice(names, size=cfg.withhold, replace=False).tolist())
     seen = [c for c in names if c not in hidden]
     split_seed = int(rng.integers(1 << 31))

@@ -129,6 +129,20 @@ def _merges_option(value: str) -> int | str | None:
     return n
 
 
+def _weights_option(value: str) -> tuple[tuple[str, float], ...]:
+    """``--weights en=0.5,ko=0.5``."""
+    out = []
+    for part in value.split(","):
+        name, sep, w = part.partition("=")
+        try:
+            out.append((name.strip(), float(w)))
+        except ValueError:
+            raise _fail(f"--weights: {part!r} is not name=weight") from None
+        if not sep or not name.strip():
+            raise _fail(f"--weights: {part!r} is not name=weight")
+    return tuple(out)
+
+
 class _Progress:
     """Rich progress for the counting tasks and the LP rounds (on stderr)."""
 
@@ -477,6 +491,14 @@ def experiment(
         bool, typer.Option("--baselines/--no-baselines", help="Run Random, TEE and TC too.")
     ] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the whole experiment.")] = 0,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            help="Fixed mixture instead of random draws, e.g. en=0.5,ko=0.3,ja=0.2 (sums to 1).",
+            show_default=False,
+        ),
+    ] = None,
     address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -493,6 +515,9 @@ def experiment(
     try:
         pool = _pool(resolve_categories(categories), setting)
         T = _merges_option(merges)
+        fixed = _weights_option(weights) if weights else None
+        if fixed is not None:
+            n = len(fixed)
         cfg = ExperimentConfig(
             n=n,
             trials=trials,
@@ -507,6 +532,7 @@ def experiment(
             bootstrap=bootstrap,
             baselines=baselines,
             seed=seed,
+            weights=fixed,
         )
         cfg.check(list(pool))
     except (ExperimentError, ForensicsError) as e:

@@ -70,6 +70,19 @@ def _pool(*names: str) -> dict[str, list[str]]:
     return {c: [str(SAMPLE / f"{c}.jsonl.gz")] for c in names}
 
 
+def test_fixed_weights_are_the_truth():
+    cfg = ExperimentConfig(
+        n=2,
+        vocab_size=600,
+        bytes_per_category=60_000,
+        baselines=False,
+        weights=(("ko", 0.3), ("en", 0.7)),
+    )
+    r = run_trial(cfg, 0, _pool("en", "ko", "ja"))
+    assert r["categories"] == ["ko", "en"] and r["weights"] == [0.3, 0.7]
+    assert r["truth"][0] == pytest.approx(0.3, abs=0.05)  # whole documents
+
+
 def test_a_tiny_trial_beats_the_baselines_and_writes_its_results(tmp_path):
     cfg = ExperimentConfig(
         n=3, vocab_size=2000, bytes_per_category=150_000, bootstrap=4, merges="auto"
@@ -126,6 +139,10 @@ def test_bad_experiment_settings_are_clear_errors(tmp_path):
         run_trial(ExperimentConfig(n=2, withhold=2), 0, pool)
     with pytest.raises(ExperimentError, match="cannot be reached"):
         run_trial(ExperimentConfig(n=2, vocab_size=200_000, bytes_per_category=20_000), 0, pool)
+    with pytest.raises(ExperimentError, match="sum to 1"):
+        run_trial(ExperimentConfig(n=2, weights=(("en", 0.5), ("ko", 0.4))), 0, pool)
+    with pytest.raises(ExperimentError, match="unknown"):
+        run_trial(ExperimentConfig(n=2, weights=(("en", 0.5), ("fr", 0.5))), 0, pool)
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"text": "a single document"}) + "\n", encoding="utf-8")
     with pytest.raises(ExperimentError, match="too few to split"):
@@ -165,6 +182,11 @@ def test_experiment_cli_runs_on_ray_and_reports(ray_session, tmp_path):
         app, ["experiment", "--categories", str(SAMPLE), "--n", "30", "--out", str(tmp_path)]
     )
     assert bad.exit_code == 2 and "only 14 categories" in bad.output
+    bad = runner.invoke(
+        app,
+        ["experiment", "--categories", str(SAMPLE), "--weights", "en=0.5,ko=0.4", "--out", "x"],
+    )
+    assert bad.exit_code == 2 and "sum to 1" in bad.output
 
 
 def test_extension_trial_attacks_only_the_added_merges():
