@@ -73,6 +73,15 @@ AddressOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+def _mount_subcommands() -> None:
+    from jobs.pipeline_cli import app as pipeline_app
+
+    app.add_typer(pipeline_app, name="pipeline")
+
+
+_mount_subcommands()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -1,0 +1,679 @@
+"""Runs the pipeline on Ray: per-shard clean tasks, distributed dedup, per-shard writers.
+
+Layout of an output folder ``DIR`` (local path or fsspec URL)::
+
+    DIR/data/part-<shard>-00000.parquet      kept documents (or data/<lang>/... when partitioned)
+    DIR/rejected/part-<shard>-clean.parquet   documents removed by a clean stage (stage, reason)
+    DIR/rejected/part-<shard>-dedup.parquet   duplicates removed by dedup
+    DIR/manifest.json  DIR/report.json  DIR/funnel.png  DIR/_SUCCESS
+    DIR/_work/...                             staging and completion markers (removed at the end)
+
+Phases (Ray tasks; the driver only schedules and merges small JSON stats):
+
+1. **clean**, one task per input file (a *shard*): stream the documents in Arrow batches
+   through the steps (normalize ... PII, dedup signatures); write the kept rows to a staging
+   Parquet, the rejected ones to ``rejected/``, the band/exact keys into hash partitions; then a
+   completion marker ``_work/clean/<shard>.json`` holding the shard's stats.
+2. **dedup**: one task per partition builds star edges from equal keys, then the connected
+   components run as rounds of partitioned Ray tasks (:func:`pipeline.dedup.components_ray`);
+   each partition's ``node -> cluster`` table is written by its task; marker ``_work/dedup.json``.
+3. **write**, one task per shard: join the cluster table, drop non-representatives into
+   ``rejected/``, write the kept rows with :class:`pipeline.writer.ShardWriter`; marker
+   ``_work/write/<shard>.json`` with the files and their sha256.
+
+Resumption: a rerun with the same inputs and config skips every shard/phase whose marker
+exists; every file has a deterministic name and is renamed into place only when complete, so
+the outputs of an interrupted-then-resumed run are byte-identical to an uninterrupted one.
+A different config or input list in an existing ``DIR`` is refused (``overwrite=True`` starts
+afresh). Ray tasks are used rather than Ray Data: a shard is the unit of resumption, and on
+small inputs Ray Data's planning costs seconds per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.config import ConfigError, build_steps, fingerprint
+from pipeline.readers import ReadErrors, expand_paths, iter_documents, strip_known_extensions
+from pipeline.report import build_report, dumps, write_funnel_png
+from pipeline.steps import StepStats
+from pipeline.writer import REJECTED_SCHEMA, STAGING_SCHEMA, ShardWriter, conform, iter_parquet
+
+__all__ = ["PipelineInterrupted", "plan_shards", "run_pipeline"]
+
+logger = logging.getLogger(__name__)
+
+WORK = "_work"
+
+
+class PipelineInterrupted(RuntimeError):
+    """Raised by ``stop_after_shards`` (tests of resumption)."""
+
+
+def _fs(url: str):
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path.rstrip("/")
+
+
+def _write_json(fs, path: str, obj: Any) -> None:
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with fs.open(tmp, "w") as fh:
+        fh.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    fs.mv(tmp, path)
+
+
+def _read_json(fs, path: str) -> Any:
+    with fs.open(path, "r") as fh:
+        return json.load(fh)
+
+
+def _save_npy(fs, path: str, arr: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with fs.open(tmp, "wb") as fh:
+        fh.write(buf.getvalue())
+    fs.mv(tmp, path)
+
+
+def _load_npy(fs, path: str) -> np.ndarray:
+    import io
+
+    with fs.open(path, "rb") as fh:
+        return np.load(io.BytesIO(fh.read()), allow_pickle=False)
+
+
+# --------------------------------------------------------------------------------------
+# Planning
+
+
+def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Input files -> shards (in config order) and skipped inputs (unsupported files)."""
+    shards: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for spec in cfg["inputs"]:
+        try:
+            files = expand_paths(spec["path"])
+        except ValueError as exc:  # an explicit file of an unsupported type
+            skipped.append({"path": str(spec["path"]), "reason": str(exc)})
+            continue
+        for url in files:
+            if url in seen:
+                continue
+            seen.add(url)
+            stem = strip_known_extensions(url)
+            i = len(shards)
+            label = f"{i:05d}-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60]
+            shards.append(
+                {
+                    "index": i,
+                    "label": label,
+                    "url": url,
+                    "source": spec["source"] or stem,
+                    "text_field": spec["text_field"],
+                    "id_field": spec["id_field"],
+                    "lang": spec["lang"],
+                }
+            )
+    if not shards and not skipped:
+        raise ConfigError("no inputs: give at least one input path")
+    return shards, skipped
+
+
+# --------------------------------------------------------------------------------------
+# Phase 1: clean one shard
+
+
+def _doc_batches(shard: Mapping[str, Any], batch_size: int, errors: ReadErrors):
+    ids, orig, texts, nbytes = [], [], [], []
+    n = 0
+    source = shard["source"]
+    label_id = shard["source"]
+
+    def table():
+        k = len(ids)
+        return pa.table(
+            {
+                "id": pa.array(ids, pa.string()),
+                "orig_id": pa.array(orig, pa.string()),
+                "text": pa.array(texts, pa.string()),
+                "source": pa.array([source] * k, pa.string()),
+                "n_bytes": pa.array(nbytes, pa.int64()),
+                "lang": pa.array([shard["lang"]] * k, pa.string()),
+                "lang_score": pa.array([1.0 if shard["lang"] else None] * k, pa.float32()),
+            }
+        )
+
+    for doc in iter_documents(
+        shard["url"], text_field=shard["text_field"], id_field=shard["id_field"], errors=errors
+    ):
+        ids.append(f"{label_id}/{shard['index']:05d}/{n:09d}")
+        orig.append(doc.id)
+        texts.append(doc.text)
+        nbytes.append(doc.n_bytes)
+        n += 1
+        if len(ids) >= batch_size:
+            yield table()
+            ids, orig, texts, nbytes = [], [], [], []
+    if ids:
+        yield table()
+
+
+def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str) -> dict[str, Any]:
+    """Phase 1 for one shard (runs inside a Ray task; usable without Ray)."""
+    import pyarrow.parquet as pq
+
+    fs, root = _fs(root_url)
+    label = shard["label"]
+    parts = int(cfg["executor"]["dedup_partitions"])
+    steps = build_steps(cfg)
+    errors = ReadErrors()
+    n_in = b_in = 0
+    stage_path = f"{root}/{WORK}/staging/{label}.parquet"
+    rej_path = f"{root}/rejected/part-{label}-clean.parquet"
+    fs.makedirs(posixpath.dirname(stage_path), exist_ok=True)
+    write_rejected = cfg["writer"]["write_rejected"]
+    if write_rejected:
+        fs.makedirs(posixpath.dirname(rej_path), exist_ok=True)
+    sw_fh = fs.open(stage_path + ".tmp", "wb")
+    sw = pq.ParquetWriter(sw_fh, STAGING_SCHEMA, compression="zstd")
+    rw = rw_fh = None
+    row = 0
+    band_keys: list[np.ndarray] = []
+    band_nodes: list[np.ndarray] = []
+    exact_keys: list[np.ndarray] = []
+    exact_nodes: list[np.ndarray] = []
+    dd = cfg["stages"]["dedup"]
+    dedup_on = dd["enabled"] and (dd["exact"] or dd["near"])
+    rejected_rows = 0
+    for batch in _doc_batches(shard, int(cfg["executor"]["batch_size"]), errors):
+        n_in += batch.num_rows
+        b_in += int(pc.sum(batch["n_bytes"]).as_py() or 0)
+        rejected = []
+        for step in steps:
+            batch, rej = step(batch)
+            if rej is not None:
+                rejected.append(rej)
+        if rejected and write_rejected:
+            rt = pa.concat_tables([conform(r, REJECTED_SCHEMA) for r in rejected])
+            if rw is None:
+                rw_fh = fs.open(rej_path + ".tmp", "wb")
+                rw = pq.ParquetWriter(rw_fh, REJECTED_SCHEMA, compression="zstd")
+            rw.write_table(rt)
+            rejected_rows += rt.num_rows
+        if batch.num_rows:
+            nodes = (np.int64(shard["index"]) << np.int64(32)) + np.arange(
+                row, row + batch.num_rows, dtype=np.int64
+            )
+            row += batch.num_rows
+            if dedup_on and "text_hash" in batch.column_names:
+                if dd["exact"]:
+                    exact_keys.append(batch["text_hash"].to_numpy())
+                    exact_nodes.append(nodes)
+                if dd["near"]:
+                    bk = batch["band_keys"]
+                    valid = pc.is_valid(bk).to_numpy(zero_copy_only=False)
+                    if valid.any():
+                        flat = pc.list_flatten(pc.filter(bk, pa.array(valid))).to_numpy()
+                        nb = len(flat) // int(valid.sum())
+                        band_keys.append(flat)
+                        band_nodes.append(np.repeat(nodes[valid], nb))
+            sw.write_table(conform(batch, STAGING_SCHEMA))
+    sw.close()
+    sw_fh.close()
+    fs.mv(stage_path + ".tmp", stage_path)
+    if rw is not None:
+        rw.close()
+        rw_fh.close()
+        fs.mv(rej_path + ".tmp", rej_path)
+    if dedup_on:
+        for kind, keys, nodes in (
+            ("bands", band_keys, band_nodes),
+            ("exact", exact_keys, exact_nodes),
+        ):
+            k = np.concatenate(keys) if keys else np.empty(0, np.uint64)
+            v = np.concatenate(nodes) if nodes else np.empty(0, np.int64)
+            p = (k % np.uint64(parts)).astype(np.int64)
+            for i in range(parts):
+                sel = p == i
+                pair = np.stack([k[sel], v[sel].astype(np.uint64)], axis=1)
+                _save_npy(fs, f"{root}/{WORK}/{kind}/p{i:04d}/{label}.npy", pair)
+    stats = {
+        "label": label,
+        "url": shard["url"],
+        "input_documents": n_in,
+        "input_bytes": b_in,
+        "staged_rows": row,
+        "rejected_rows_written": rejected_rows,
+        "steps": [s.stats.to_dict() for s in steps if s.name != "dedup_signatures"],
+        "read_errors": _errors_to_json(errors),
+    }
+    _write_json(fs, f"{root}/{WORK}/clean/{label}.json", stats)
+    return stats
+
+
+def _errors_to_json(errors: ReadErrors) -> dict[str, Any]:
+    return {
+        "counts": errors.by_file(),
+        "examples": {
+            url: {r: errors.examples(url, r) for r in per} for url, per in errors.by_file().items()
+        },
+    }
+
+
+def _errors_from_json(d: Mapping[str, Any], into: ReadErrors) -> None:
+    for url, per in d["counts"].items():
+        for reason, n in per.items():
+            ex = d["examples"].get(url, {}).get(reason, [])
+            other = ReadErrors()
+            other.add(url, reason, ex[0] if ex else None, n)
+            for e in ex[1:]:
+                other._examples[url][reason].append(e)
+            into.merge(other)
+
+
+# --------------------------------------------------------------------------------------
+# Phase 2: dedup
+
+
+def _bucket_task(root_url: str, p: int, parts: int):
+    """Partition ``p``: band/exact keys -> star edges (shuffled by node) and exact duplicates."""
+    from pipeline.dedup import bucket_edges, split_by_partition
+
+    fs, root = _fs(root_url)
+    edges_all = []
+    exact_dups = np.empty(0, np.int64)
+    for kind in ("bands", "exact"):
+        folder = f"{root}/{WORK}/{kind}/p{p:04d}"
+        files = sorted(fs.glob(f"{folder}/*.npy")) if fs.exists(folder) else []
+        arrs = [_load_npy(fs, f) for f in files]
+        arrs = [a for a in arrs if len(a)]
+        if not arrs:
+            continue
+        pairs = np.concatenate(arrs)
+        edges, members = bucket_edges(pairs[:, 0], pairs[:, 1].astype(np.int64))
+        edges_all.append(edges)
+        if kind == "exact":
+            exact_dups = members
+    _save_npy(fs, f"{root}/{WORK}/dedup/exact-{p:04d}.npy", np.sort(exact_dups))
+    edges = np.concatenate(edges_all) if edges_all else np.empty((0, 2), np.int64)
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    both = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0) if len(edges) else edges
+    return (*split_by_partition(both, parts), len(edges))
+
+
+def _save_clusters_task(root_url: str, p: int, rows: np.ndarray) -> int:
+    fs, root = _fs(root_url)
+    _save_npy(fs, f"{root}/{WORK}/dedup/clusters-{p:04d}.npy", rows)
+    return len(rows)
+
+
+def run_dedup(root_url: str, parts: int) -> dict[str, Any]:
+    import ray
+
+    from pipeline.dedup import components_ray
+
+    t0 = time.perf_counter()
+    bucket = ray.remote(_bucket_task).options(num_returns=parts + 1)
+    outs = [bucket.remote(root_url, p, parts) for p in range(parts)]
+    n_edges = sum(ray.get([o[parts] for o in outs]))
+    edge_parts = [o[:parts] for o in outs]
+    assign_refs = components_ray(edge_parts, parts)
+    save = ray.remote(_save_clusters_task)
+    n_nodes = sum(ray.get([save.remote(root_url, p, r) for p, r in enumerate(assign_refs)]))
+    return {
+        "edges": int(n_edges),
+        "nodes_in_clusters": int(n_nodes),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Phase 3: write one shard
+
+
+def _cluster_rows(fs, root: str, parts: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.int64(index) << np.int64(32), np.int64(index + 1) << np.int64(32)
+    rows, exact = [], []
+    for p in range(parts):
+        c = f"{root}/{WORK}/dedup/clusters-{p:04d}.npy"
+        if fs.exists(c):
+            a = _load_npy(fs, c)
+            i, j = np.searchsorted(a[:, 0], [lo, hi]) if len(a) else (0, 0)
+            rows.append(a[i:j])
+        e = f"{root}/{WORK}/dedup/exact-{p:04d}.npy"
+        if fs.exists(e):
+            a = _load_npy(fs, e)
+            i, j = np.searchsorted(a, [lo, hi])
+            exact.append(a[i:j])
+    r = np.concatenate(rows) if rows else np.empty((0, 3), np.int64)
+    x = np.concatenate(exact) if exact else np.empty(0, np.int64)
+    return r[np.argsort(r[:, 0], kind="stable")], np.sort(x)
+
+
+def write_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str) -> dict[str, Any]:
+    """Phase 3 for one shard: dedup decisions, kept rows to ``data/``, duplicates to
+    ``rejected/`` (runs inside a Ray task; usable without Ray)."""
+    fs, root = _fs(root_url)
+    label, index = shard["label"], shard["index"]
+    wcfg = cfg["writer"]
+    dd = cfg["stages"]["dedup"]
+    dedup_on = dd["enabled"] and (dd["exact"] or dd["near"])
+    parts = int(cfg["executor"]["dedup_partitions"])
+    stats = StepStats("dedup")
+    if dedup_on:
+        crow, exact = _cluster_rows(fs, root, parts, index)
+    else:
+        crow, exact = np.empty((0, 3), np.int64), np.empty(0, np.int64)
+    by_lang: dict[str, list[int]] = {}
+    writers: dict[str, ShardWriter] = {}
+    rej_writer = None
+
+    def writer_for(lang: str | None) -> ShardWriter:
+        key = lang if wcfg["partition_by_lang"] else ""
+        if key not in writers:
+            folder = "data" if not key else f"data/{re.sub(r'[^A-Za-z0-9_-]+', '_', key or 'und')}"
+            writers[key] = ShardWriter(
+                fs,
+                root,
+                folder,
+                f"part-{label}",
+                row_group_bytes=wcfg["row_group_bytes"],
+                file_bytes=wcfg["file_bytes"],
+                compression=wcfg["compression"],
+                compression_level=wcfg["compression_level"],
+            )
+        return writers[key]
+
+    row = 0
+    base = np.int64(index) << np.int64(32)
+    for t in iter_parquet(fs, f"{root}/{WORK}/staging/{label}.parquet"):
+        nodes = base + np.arange(row, row + t.num_rows, dtype=np.int64)
+        row += t.num_rows
+        cid = nodes.copy()
+        csize = np.ones(len(nodes), np.int32)
+        if len(crow):
+            pos = np.searchsorted(crow[:, 0], nodes)
+            pos_c = np.minimum(pos, len(crow) - 1)
+            hit = crow[pos_c, 0] == nodes
+            cid[hit] = crow[pos_c[hit], 1]
+            csize[hit] = crow[pos_c[hit], 2]
+        t = t.append_column("dup_cluster_id", pa.array(cid, pa.int64()))
+        t = t.append_column("dup_cluster_size", pa.array(csize, pa.int32()))
+        stats.docs_in += t.num_rows
+        stats.bytes_in += int(pc.sum(t["n_bytes"]).as_py() or 0)
+        drop = cid != nodes
+        if drop.any():
+            is_exact = np.isin(nodes, exact)
+            reason = np.where(is_exact, "exact_duplicate", "near_duplicate")
+            rej = t.filter(pa.array(drop))
+            rej = rej.append_column("stage", pa.array(["dedup"] * rej.num_rows, pa.string()))
+            rej = rej.append_column("reason", pa.array(reason[drop].tolist(), pa.string()))
+            for r in (
+                pa.table(
+                    {
+                        "lang": pc.fill_null(rej["lang"], "und"),
+                        "reason": rej["reason"],
+                        "b": rej["n_bytes"],
+                    }
+                )
+                .group_by(["lang", "reason"])
+                .aggregate([("b", "count"), ("b", "sum")])
+                .to_pylist()
+            ):
+                stats.add_removed(r["lang"], r["reason"], r["b_count"], r["b_sum"] or 0)
+            if wcfg["write_rejected"]:
+                if rej_writer is None:
+                    rej_writer = ShardWriter(
+                        fs,
+                        root,
+                        "rejected",
+                        f"part-{label}-dedup",
+                        schema=REJECTED_SCHEMA,
+                        row_group_bytes=wcfg["row_group_bytes"],
+                        file_bytes=1 << 62,
+                    )
+                rej_writer.write(rej)
+            t = t.filter(pa.array(~drop))
+        stats.docs_out += t.num_rows
+        stats.bytes_out += int(pc.sum(t["n_bytes"]).as_py() or 0) if t.num_rows else 0
+        if not t.num_rows:
+            continue
+        stats.count("clusters_kept_with_duplicates", int(np.count_nonzero(csize[~drop] > 1)))
+        langs = pc.fill_null(t["lang"], "und")
+        for r in (
+            pa.table({"lang": langs, "b": t["n_bytes"]})
+            .group_by("lang")
+            .aggregate([("b", "count"), ("b", "sum")])
+            .to_pylist()
+        ):
+            e = by_lang.setdefault(r["lang"], [0, 0])
+            e[0] += r["b_count"]
+            e[1] += r["b_sum"] or 0
+        if wcfg["partition_by_lang"]:
+            for lang in sorted(set(langs.to_pylist())):
+                writer_for(lang).write(t.filter(pc.equal(langs, lang)))
+        else:
+            writer_for(None).write(t)
+    files = []
+    for key in sorted(writers):
+        files.extend(writers[key].close())
+    rejected_files = rej_writer.close() if rej_writer is not None else []
+    out = {
+        "label": label,
+        "files": files,
+        "rejected_files": rejected_files,
+        "kept_by_lang": by_lang,
+        "dedup": stats.to_dict(),
+    }
+    _write_json(fs, f"{root}/{WORK}/write/{label}.json", out)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+
+
+def _run_tasks(fn, items, cfg, root_url, on_done, stop_after: int | None = None):
+    """Run ``fn(item, cfg, root_url)`` as Ray tasks; ``on_done(result)`` as each finishes."""
+    import ray
+
+    remote = ray.remote(fn).options(num_cpus=1, max_retries=1)
+    pending = [remote.remote(it, cfg, root_url) for it in items]
+    done_count = 0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for r in ready:
+            on_done(ray.get(r))
+            done_count += 1
+            if stop_after is not None and done_count >= stop_after:
+                for p in pending:
+                    ray.cancel(p, force=True)
+                raise PipelineInterrupted(
+                    f"stopped after {done_count} shard(s) (stop_after_shards)"
+                )
+
+
+def run_pipeline(
+    cfg: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+    stop_after_shards: int | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline; returns the report (also written to ``DIR/report.json``).
+
+    Ray is initialised with :func:`forensics.raytools.ensure_ray` (``executor.address``, else
+    ``RAY_ADDRESS``, else a local cluster) unless it already is.
+    """
+    from forensics.raytools import ensure_ray
+
+    say = progress or (lambda msg: logger.info("%s", msg))
+    t_start = time.perf_counter()
+    if not cfg.get("output"):
+        raise ConfigError("no output: set 'output' (a folder or fsspec URL)")
+    root_url = str(cfg["output"]).rstrip("/")
+    fs, root = _fs(root_url)
+    shards, skipped = plan_shards(cfg)
+    fp = fingerprint({**cfg, "_shards": [s["url"] for s in shards]})
+    if overwrite and fs.exists(root):
+        fs.rm(root, recursive=True)
+    fs.makedirs(f"{root}/{WORK}", exist_ok=True)
+    if fs.exists(f"{root}/_SUCCESS"):
+        done = _read_json(fs, f"{root}/_SUCCESS")
+        if done.get("fingerprint") == fp:
+            say(f"{root_url} is already complete (same inputs and config): nothing to do")
+            return _read_json(fs, f"{root}/report.json")
+        raise ConfigError(
+            f"{root_url} holds a finished run with other inputs/config; "
+            "choose another output folder or overwrite"
+        )
+    fpath = f"{root}/{WORK}/fingerprint.json"
+    if fs.exists(fpath):
+        if _read_json(fs, fpath).get("fingerprint") != fp:
+            raise ConfigError(
+                f"{root_url} holds an unfinished run with other inputs/config; "
+                "choose another output folder or overwrite"
+            )
+    else:
+        _write_json(fs, fpath, {"fingerprint": fp})
+    ex = cfg["executor"]
+    ensure_ray(ex.get("address"), num_cpus=ex.get("num_cpus"))
+
+    # phase 1
+    clean: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in shards:
+        m = f"{root}/{WORK}/clean/{s['label']}.json"
+        if fs.exists(m):
+            clean[s["label"]] = _read_json(fs, m)
+        else:
+            todo.append(s)
+    say(f"clean: {len(shards)} shard(s), {len(shards) - len(todo)} already done")
+    t1 = time.perf_counter()
+    _run_tasks(
+        clean_shard,
+        todo,
+        cfg,
+        root_url,
+        lambda r: clean.__setitem__(r["label"], r),
+        stop_after_shards,
+    )
+    t_clean = time.perf_counter() - t1
+
+    # phase 2
+    dd = cfg["stages"]["dedup"]
+    dedup_info: dict[str, Any] = {}
+    mark = f"{root}/{WORK}/dedup.json"
+    if dd["enabled"] and (dd["exact"] or dd["near"]):
+        if fs.exists(mark):
+            dedup_info = _read_json(fs, mark)
+        else:
+            say("dedup: connected components on Ray")
+            dedup_info = run_dedup(root_url, int(ex["dedup_partitions"]))
+            _write_json(fs, mark, dedup_info)
+
+    # phase 3
+    written: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in shards:
+        m = f"{root}/{WORK}/write/{s['label']}.json"
+        if fs.exists(m):
+            written[s["label"]] = _read_json(fs, m)
+        else:
+            todo.append(s)
+    say(f"write: {len(todo)} shard(s)")
+    t3 = time.perf_counter()
+    _run_tasks(write_shard, todo, cfg, root_url, lambda r: written.__setitem__(r["label"], r))
+    t_write = time.perf_counter() - t3
+
+    # report and manifest (shard order, so deterministic)
+    errors = ReadErrors()
+    merged: dict[str, StepStats] = {}
+    order: list[str] = []
+    kept_by_lang: dict[str, list[int]] = {}
+    n_in = b_in = 0
+    files, rejected_files = [], []
+    for s in shards:
+        c = clean[s["label"]]
+        n_in += c["input_documents"]
+        b_in += c["input_bytes"]
+        _errors_from_json(c["read_errors"], errors)
+        for st in c["steps"]:
+            if st["name"] not in merged:
+                merged[st["name"]] = StepStats(st["name"])
+                order.append(st["name"])
+            merged[st["name"]].merge(st)
+        w = written[s["label"]]
+        if "dedup" not in merged:
+            merged["dedup"] = StepStats("dedup")
+        merged["dedup"].merge(w["dedup"])
+        for lang, (d, b) in w["kept_by_lang"].items():
+            e = kept_by_lang.setdefault(lang, [0, 0])
+            e[0] += d
+            e[1] += b
+        files.extend(w["files"])
+        rejected_files.extend(w["rejected_files"])
+        rp = f"rejected/part-{s['label']}-clean.parquet"
+        if c.get("rejected_rows_written"):
+            rejected_files.append({"path": rp, "rows": c["rejected_rows_written"]})
+    stage_list = [merged[n] for n in order] + ([merged["dedup"]] if dd["enabled"] else [])
+    report = build_report(
+        stage_stats=stage_list,
+        read_errors=errors,
+        input_documents=n_in,
+        input_bytes=b_in,
+        kept_by_lang=kept_by_lang,
+        skipped_inputs=skipped,
+        extra={
+            "output": root_url,
+            "shards": len(shards),
+            "dedup": dedup_info,
+            "config_fingerprint": fp,
+            "seconds": {
+                "clean": round(t_clean, 3),
+                "dedup": round(float(dedup_info.get("seconds", 0.0)), 3),
+                "write": round(t_write, 3),
+                "total": round(time.perf_counter() - t_start, 3),
+            },
+        },
+    )
+    files.sort(key=lambda f: f["path"])
+    manifest = {
+        "schema": "id, text, lang, lang_score, source, n_bytes, orig_id, hangul_share, jamo_ratio, "
+        "spam_terms, boilerplate_lines, pii_count, text_hash, dup_cluster_id, dup_cluster_size",
+        "files": files,
+        "rows": sum(f["rows"] for f in files),
+        "bytes": sum(f["bytes"] for f in files),
+        "text_bytes": sum(f["text_bytes"] for f in files),
+        "rejected_files": sorted(rejected_files, key=lambda f: f["path"]),
+    }
+    _write_json(fs, f"{root}/manifest.json", manifest)
+    with fs.open(f"{root}/report.json", "w") as fh:
+        fh.write(dumps(report))
+    with fs.open(f"{root}/funnel.png", "wb") as fh:
+        write_funnel_png(report, fh)
+    _write_json(fs, f"{root}/_SUCCESS", {"fingerprint": fp})
+    if not ex.get("keep_work"):
+        fs.rm(f"{root}/{WORK}", recursive=True)
+    say(
+        f"done: kept {report['kept_documents']:,} of {report['input_documents']:,} documents "
+        f"-> {root_url}"
+    )
+    return report
