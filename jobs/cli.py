@@ -71,6 +71,25 @@ AddressOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+CategoriesOpt = Annotated[
+    str,
+    typer.Option("--categories", "-c", help="YAML category spec or a folder of category files."),
+]
+AfterOpt = Annotated[
+    int,
+    typer.Option(
+        "--after",
+        min=0,
+        help="Attack merges K+1.. only, the first K pre-applied (an extended vocabulary).",
+    ),
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap", min=0, help="Bootstrap replicates for confidence intervals (0: none)."
+    ),
+]
+VocabOpt = Annotated[int, typer.Option("--vocab-size", min=300, help="BPE vocabulary size.")]
 
 
 def _mount_subcommands() -> None:
@@ -238,12 +257,7 @@ def infer(
             help="tokenizer.json, vocab.json+merges.txt folder, .tiktoken, .model or hub id."
         ),
     ],
-    categories: Annotated[
-        str,
-        typer.Option(
-            "--categories", "-c", help="YAML category spec or a folder of category files."
-        ),
-    ],
+    categories: CategoriesOpt,
     sample_bytes: Annotated[
         float, typer.Option("--sample-bytes", help="Text bytes read per category.")
     ] = 1e9,
@@ -278,20 +292,8 @@ def infer(
         ),
     ] = None,
     lp_method: LPMethodOpt = LPMethod.auto,
-    after: Annotated[
-        int,
-        typer.Option(
-            "--after",
-            min=0,
-            help="Attack merges K+1.. only, the first K pre-applied (an extended vocabulary).",
-        ),
-    ] = 0,
-    bootstrap: Annotated[
-        int,
-        typer.Option(
-            "--bootstrap", min=0, help="Bootstrap replicates for confidence intervals (0: none)."
-        ),
-    ] = 0,
+    after: AfterOpt = 0,
+    bootstrap: BootstrapOpt = 0,
     confidence: Annotated[
         float, typer.Option("--confidence", min=0.5, max=0.999, help="Interval coverage.")
     ] = 0.9,
@@ -346,9 +348,7 @@ def demo(
     names: Annotated[
         str | None, typer.Option("--names", help="Comma-separated categories (overrides --n).")
     ] = None,
-    vocab_size: Annotated[
-        int, typer.Option("--vocab-size", min=300, help="BPE vocabulary size.")
-    ] = 5000,
+    vocab_size: VocabOpt = 5000,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the categories, weights and split.")
     ] = 0,
@@ -438,18 +438,11 @@ def _pool(cats: dict[str, list[str]], setting: Setting) -> dict[str, list[str]]:
 
 @app.command()
 def experiment(
-    categories: Annotated[
-        str,
-        typer.Option(
-            "--categories", "-c", help="YAML category spec or a folder of category files."
-        ),
-    ],
+    categories: CategoriesOpt,
     out: Annotated[str, typer.Option("--out", help="Output folder or URL for the results.")],
     n: Annotated[int, typer.Option("--n", min=2, help="Categories per trial.")] = 5,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Number of trials.")] = 20,
-    vocab_size: Annotated[
-        int, typer.Option("--vocab-size", min=300, help="Vocabulary of the trained tokenizers.")
-    ] = 30000,
+    vocab_size: VocabOpt = 30000,
     bytes_per_category: Annotated[
         float,
         typer.Option(
@@ -474,9 +467,7 @@ def experiment(
     merges: Annotated[
         str, typer.Option("--merges", help="T: a number, 'auto' (from the data) or 'all'.")
     ] = "auto",
-    after: Annotated[
-        int, typer.Option("--after", min=0, help="Attack only merges after the first K.")
-    ] = 0,
+    after: AfterOpt = 0,
     withhold: Annotated[
         int,
         typer.Option("--withhold", min=0, help="Categories trained on but hidden from the attack."),
@@ -490,9 +481,7 @@ def experiment(
             "the base tokenizer and recover that mixture (0: off).",
         ),
     ] = 0,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates per trial (0: none).")
-    ] = 0,
+    bootstrap: BootstrapOpt = 0,
     setting: Annotated[
         Setting, typer.Option("--setting", help="Which categories to draw from.")
     ] = Setting.all,
