@@ -106,6 +106,52 @@ def run_setting(name: str, args, out: Path) -> dict:
     }
 
 
+def load_setting(name: str, out: Path) -> dict:
+    """A setting's row from the trials a previous run wrote (``--from-saved``)."""
+    records = json.loads((out / name / "trials.json").read_text(encoding="utf-8"))
+    saved = out / "summary.json"
+    wall = None
+    if saved.exists():
+        wall = json.loads(saved.read_text(encoding="utf-8")).get(name, {}).get("wall_seconds")
+    return {
+        "name": name,
+        "description": SETTINGS[name][2],
+        "config": records[0]["config"] if records else {},
+        "summary": summary_dict(records),
+        "wall_seconds": wall,
+        "paths": {},
+        "records": records,
+    }
+
+
+def withheld_table(rows: dict) -> list[str]:
+    """Per trial: the unexplained-merge share with every category and with one hidden."""
+    full = {r["trial"]: r for r in rows.get("languages-5", {}).get("records", [])}
+    hid = {r["trial"]: r for r in rows.get("languages-5-withhold-1", {}).get("records", [])}
+    both = sorted(set(full) & set(hid))
+    if not both:
+        return []
+    out = [
+        "",
+        "Unknown categories: the same trials (same categories, weights, split) with one category "
+        "hidden from the attack:",
+        "",
+        "| trial | hidden category (true share) | unexplained merges, all given | one hidden | "
+        "log10 MSE, all given | one hidden |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in both:
+        f, h = full[t], hid[t]
+        (gone,) = h["withheld"]
+        share = h["truth"][h["categories"].index(gone)]
+        out.append(
+            f"| {t} | {gone} ({100 * share:.1f} %) | {100 * f['lp']['violated_share']:.1f} % | "
+            f"{100 * h['lp']['violated_share']:.1f} % | {fmt(f['log10_mse']['attack'])} | "
+            f"{fmt(h['log10_mse']['attack'])} |"
+        )
+    return out
+
+
 def curve_plot(rows: dict, out: Path) -> Path | None:
     from forensics.experiment import _figure, _write_png
 
@@ -145,7 +191,7 @@ def curve_plot(rows: dict, out: Path) -> Path | None:
     return path
 
 
-def markdown(rows: dict, args, curves: Path | None) -> str:
+def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
     lines = [
         "| setting | trials | attack (log10 MSE, mean ± std) | median | TEE | TC | random | "
         "attack vs TEE / TC (MSE ratio of medians) | 90% interval coverage | unexplained merges |",
@@ -169,7 +215,6 @@ def markdown(rows: dict, args, curves: Path | None) -> str:
             f"{'' if cov is None else f'{100 * cov:.0f}%'} | "
             f"{100 * row['summary']['violated_share']:.1f}% |"
         )
-    cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
     data = (
         f"Data: ../shared/corpus, {args.bytes_per_category / 1e6:g} MB of training and "
         f"{args.bytes_per_category / 1e6:g} MB of attacker text per category (disjoint halves of "
@@ -182,6 +227,7 @@ def markdown(rows: dict, args, curves: Path | None) -> str:
         f"Generated {time.strftime('%Y-%m-%d')} by `{cmd}`. {data}",
         "",
         *lines,
+        *withheld_table(rows),
         "",
         "Paper (Hayase et al. 2024, Table 1 and §6), for comparison:",
         "",
@@ -205,23 +251,33 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
     ap.add_argument("--address", default=None)
     ap.add_argument("--no-readme", action="store_true", help="do not rewrite the README block")
+    ap.add_argument(
+        "--from-saved", action="store_true", help="only rebuild the tables from saved trials"
+    )
     args = ap.parse_args()
     out = Path(args.out)
-    rows = {name: run_setting(name, args, out) for name in args.only.split(",")}
+    if args.from_saved:
+        rows = {
+            name: load_setting(name, out)
+            for name in args.only.split(",")
+            if (out / name / "trials.json").exists()
+        }
+    else:
+        rows = {name: run_setting(name, args, out) for name in args.only.split(",")}
     curves = curve_plot(rows, out)
-    block = markdown(rows, args, curves)
+    cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
+    saved = out / "summary.json"
+    previous = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
+    if args.from_saved:  # the command that ran the trials, not this rebuild
+        cmd = previous.get("_command", cmd)
+    block = markdown(rows, args, curves, cmd)
     docs = ROOT / "docs" / "results.md"
     docs.write_text(
         "# Forensics accuracy (controlled experiments)\n\n" + block + "\n", encoding="utf-8"
     )
-    (out / "summary.json").write_text(
-        json.dumps(
-            {k: {kk: vv for kk, vv in v.items() if kk != "records"} for k, v in rows.items()},
-            indent=1,
-            default=str,
-        ),
-        encoding="utf-8",
-    )
+    summary = {k: {kk: vv for kk, vv in v.items() if kk != "records"} for k, v in rows.items()}
+    summary["_command"] = cmd
+    saved.write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     if not args.no_readme:
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
