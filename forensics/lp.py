@@ -833,7 +833,7 @@ def solve_mixture_tree(
     n, T, N, S = lp.n, lp.T, ct.N, ct.S
     P = len(tr.pairs)
     if threads is None:
-        threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        threads = _default_threads()
     h = _new_highs()
     h.setOptionValue("solver", "simplex")
     if threads > 1:  # PAMI: HiGHS' parallel dual simplex
@@ -1031,6 +1031,17 @@ def _add_rows(h, lower, upper, idx: np.ndarray, val: np.ndarray) -> None:
             np.ascontiguousarray(idx, dtype=np.int32).ravel(),
             np.ascontiguousarray(val, dtype=np.float64).ravel(),
         )
+
+
+def _default_threads() -> int:
+    """HiGHS threads: ``OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs: two 1-CPU
+    trials each running a 2-thread parallel simplex on 2 cores spin and crawl), else the CPUs
+    this process may use, at most 8."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(8, n))
 
 
 def _simplex_point(x: np.ndarray) -> np.ndarray:
