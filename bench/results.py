@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def run_setting(name: str, args, out: Path) -> dict:
         "config": dataclasses.asdict(cfg),
         "summary": summ,
         "wall_seconds": wall,
-        "paths": {k: str(Path(p).relative_to(ROOT)) for k, p in paths.items()},
+        "paths": {k: os.path.relpath(Path(p).resolve(), ROOT) for k, p in paths.items()},
         "records": records,
     }
 
@@ -239,7 +240,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         PAPER,
     ]
     if curves is not None:
-        out += ["", f"Curves: `{curves.relative_to(ROOT)}`."]
+        out += ["", f"Curves: `{os.path.relpath(curves.resolve(), ROOT)}`."]
     out.append("<!-- results:end -->")
     return "\n".join(out)
 
@@ -273,9 +274,6 @@ def main() -> None:
     curves = curve_plot(rows, out)
     cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
     saved = out / "summary.json"
-    previous = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
-    if args.from_saved:  # the command that ran the trials, not this rebuild
-        cmd = previous.get("_command", cmd)
     block = markdown(rows, args, curves, cmd)
     docs = ROOT / "docs" / "results.md"
     docs.write_text(
