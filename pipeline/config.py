@@ -143,7 +143,7 @@ def build_steps(cfg: Mapping[str, Any]) -> list[Step]:
             continue
         try:
             steps.append(makers[name](**_params(sc)))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"stages.{name}: {exc}") from exc
     d = stages.get("dedup") or {}
     if d.get("enabled", True) and (d.get("exact", True) or d.get("near", True)):

@@ -179,6 +179,7 @@ def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
     """Phase 1 for one shard (runs inside a Ray task; usable without Ray)."""
     import pyarrow.parquet as pq
 
+    cpu0 = time.process_time()
     fs, root = _fs(root_url)
     label = shard["label"]
     parts = int(cfg["executor"]["dedup_partitions"])
@@ -263,6 +264,7 @@ def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
         "rejected_rows_written": rejected_rows,
         "steps": [s.stats.to_dict() for s in steps if s.name != "dedup_signatures"],
         "read_errors": _errors_to_json(errors),
+        "cpu_seconds": round(time.process_time() - cpu0, 3),
     }
     _write_json(fs, f"{root}/{WORK}/clean/{label}.json", stats)
     return stats
@@ -370,6 +372,7 @@ def _cluster_rows(fs, root: str, parts: int, index: int) -> tuple[np.ndarray, np
 def write_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str) -> dict[str, Any]:
     """Phase 3 for one shard: dedup decisions, kept rows to ``data/``, duplicates to
     ``rejected/`` (runs inside a Ray task; usable without Ray)."""
+    cpu0 = time.process_time()
     fs, root = _fs(root_url)
     label, index = shard["label"], shard["index"]
     wcfg = cfg["writer"]
@@ -481,6 +484,7 @@ def write_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
         "rejected_files": rejected_files,
         "kept_by_lang": by_lang,
         "dedup": stats.to_dict(),
+        "cpu_seconds": round(time.process_time() - cpu0, 3),
     }
     _write_json(fs, f"{root}/{WORK}/write/{label}.json", out)
     return out
@@ -651,6 +655,12 @@ def run_pipeline(
                 "dedup": round(float(dedup_info.get("seconds", 0.0)), 3),
                 "write": round(t_write, 3),
                 "total": round(time.perf_counter() - t_start, 3),
+                # CPU time inside the tasks (all shards, this run and resumed ones): with the
+                # wall times above, the executor's overhead and idle cores
+                "clean_tasks_cpu": round(sum(c.get("cpu_seconds", 0.0) for c in clean.values()), 3),
+                "write_tasks_cpu": round(
+                    sum(w.get("cpu_seconds", 0.0) for w in written.values()), 3
+                ),
             },
         },
     )

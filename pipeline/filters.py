@@ -2,12 +2,15 @@
 
 * :class:`LengthFilter` -- empty, too short, too long (bytes);
 * :class:`LanguageFilter` -- allowed languages and a minimum language score per language;
-* :class:`GopherQuality`, :class:`GopherRepetition`, :class:`FineWebQuality` -- datatrove's own
-  filters (``datatrove.pipeline.filters``), reused as they are, one instance per language with
-  that language's thresholds, and a whitespace word splitter (:class:`SpaceWordTokenizer`)
-  instead of datatrove's spaCy/Kiwi tokenizers: Korean words are space-separated eojeol (no
-  morphological analysis on the hot path: Kiwi runs at ~0.06 MB/s/core here), and spaCy is not
-  a dependency;
+* :class:`GopherQuality`, :class:`GopherRepetition`, :class:`FineWebQuality` -- datatrove's
+  filters (``datatrove.pipeline.filters``) with their parameters, defaults and reasons, per
+  language, words split on whitespace (:class:`SpaceWordTokenizer`; no spaCy/Kiwi: Korean words
+  are space-separated eojeol, Kiwi runs at ~0.06 MB/s/core here). Two implementations:
+  ``fast`` (default), a vectorised re-implementation over the whole batch
+  (:mod:`pipeline.textstats`: Arrow splits and regexes, exact n-gram grouping in numpy) that
+  gives datatrove's decisions and reasons -- ``tests/test_pipeline_fastfilters.py`` checks it
+  against datatrove's own code on real documents; and ``datatrove``, datatrove's ``filter()``
+  per document (the reference);
 * :class:`KoreanFilter` -- Hangul share, repeated jamo ("ㅋㅋㅋㅋ"), gambling/adult spam terms;
 * :class:`KoreanBoilerplate` -- removes news bylines and copyright lines ("무단전재 및 재배포
   금지", "홍길동 기자 hong@...", "Copyright ⓒ ...") and rejects documents that were mostly
@@ -16,21 +19,37 @@
 Per-language parameters come as ``{"default": {...}, "ko": {...}, "zh": {"enabled": false}}``
 (:class:`PerLanguage`): a language's entry overrides the default's keys.
 
-The Korean and length filters are vectorised (``pyarrow.compute``). The datatrove filters are
-per-document Python (that is datatrove's code); they share one word split per document through
-datatrove's own ``split_into_words`` cache. See ``bench/bench_pipeline.py`` for their speed.
+Every filter is vectorised over Arrow batches (``pyarrow.compute``, numpy); see
+``bench/bench_pipeline.py`` for their speed next to datatrove's on the same documents.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.steps import Filter
+from pipeline.textstats import (
+    Lists,
+    NGrams,
+    Words,
+    as_text_array,
+    dup_elements,
+    python_alpha_class,
+    python_space_class,
+    re2_class,
+    re2_literal,
+    split_lines_keep_empty,
+    split_paragraphs,
+    split_regex_lines,
+    splitlines,
+)
 
 __all__ = [
     "BOILERPLATE_PATTERNS",
@@ -184,19 +203,85 @@ def SpaceWordTokenizer():
     return _TOKENIZER
 
 
+_IGNORED_ARGS = {"self", "exclusion_writer", "language"}
+
+
+def _datatrove_defaults(cls) -> dict[str, Any]:
+    """The keyword parameters of a datatrove filter class and their defaults."""
+    import inspect
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name not in _IGNORED_ARGS and p.kind is p.POSITIONAL_OR_KEYWORD
+    }
+
+
+def _as_param(key: str, value: Any) -> Any:
+    if key.endswith("n_grams") and value is not None:
+        return tuple(tuple(x) for x in value)
+    if key == "stop_chars" and value is not None and not isinstance(value, str):
+        return tuple(value)
+    return value
+
+
 class _DatatroveFilter(Filter):
-    """Runs a datatrove ``BaseFilter`` subclass per document, one instance per language."""
+    """A datatrove ``BaseFilter`` with per-language parameters.
+
+    ``implementation="fast"`` (default): the vectorised re-implementation of the subclass
+    (:mod:`pipeline.textstats`), which gives datatrove's decisions and reasons (tested on real
+    documents against datatrove's own code); ``"datatrove"``: datatrove's ``filter()`` per
+    document, one instance per language (the reference, and the fallback for anything the
+    fast version does not cover). Parameters and their defaults are datatrove's.
+    """
 
     defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, params: Mapping[str, Any] | None = None, implementation: str = "fast"
+    ) -> None:
         super().__init__()
+        params = dict(params or {})
+        implementation = params.pop("implementation", implementation)
+        if implementation not in ("fast", "datatrove"):
+            raise ValueError(
+                f"implementation must be 'fast' or 'datatrove', not {implementation!r}"
+            )
+        self.implementation = implementation
         self.params = PerLanguage(params, **self.defaults)
         self._filters: dict[str, Any] = {}
+        self._merged: dict[str, dict[str, Any] | None] = {}
+        known = _datatrove_defaults(self._factory())
+        for lang in ["default", *self.params.overrides]:
+            p = self.params.default if lang == "default" else self.params.overrides[lang]
+            unknown = set(p or {}) - set(known) - {"enabled"}
+            if unknown:
+                raise TypeError(
+                    f"{self.name}: unknown parameter(s) {sorted(unknown)} for {lang!r} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
 
     @abstractmethod
     def _factory(self):
-        """The datatrove filter class to instantiate per language."""
+        """The datatrove filter class (the reference implementation)."""
+
+    @abstractmethod
+    def _decide_fast(self, text: pa.Array, p: dict[str, Any]) -> np.ndarray:
+        """Reasons (object array, None = keep) for texts of one language with parameters
+        ``p`` (datatrove's defaults updated with the configuration)."""
+
+    def params_for(self, lang: str) -> dict[str, Any] | None:
+        """All parameters for ``lang`` (datatrove's defaults, then the config), or None when
+        the filter is off for ``lang``."""
+        if lang not in self._merged:
+            p = self.params.for_lang(lang)
+            if p is None:
+                self._merged[lang] = None
+            else:
+                merged = _datatrove_defaults(self._factory())
+                merged.update({k: _as_param(k, v) for k, v in p.items()})
+                self._merged[lang] = merged
+        return self._merged[lang]
 
     def _filter_for(self, lang: str):
         if lang not in self._filters:
@@ -204,24 +289,16 @@ class _DatatroveFilter(Filter):
             if p is None:
                 self._filters[lang] = None
             else:
-                p = {
-                    k: (tuple(tuple(x) for x in v) if k.endswith("n_grams") else v)
-                    for k, v in p.items()
-                }
+                p = {k: _as_param(k, v) for k, v in p.items()}
                 self._filters[lang] = self._factory()(language=SpaceWordTokenizer(), **p)
         return self._filters[lang]
 
-    def decide(self, table):
+    def _decide_datatrove(self, texts: list[str], lang: str) -> list[str | None]:
         from datatrove.data import Document as DTDocument
 
-        texts = table["text"].to_pylist()
-        langs = pc.fill_null(table["lang"], "und").to_pylist()
+        f = self._filter_for(lang)
         out: list[str | None] = []
-        for i, (text, lang) in enumerate(zip(texts, langs, strict=True)):
-            f = self._filter_for(lang)
-            if f is None:
-                out.append(None)
-                continue
+        for i, text in enumerate(texts):
             try:
                 res = f.filter(DTDocument(text=text, id=str(i)))
             except ZeroDivisionError:
@@ -232,19 +309,65 @@ class _DatatroveFilter(Filter):
                 out.append(str(res[1] or "rejected"))
             else:
                 out.append("rejected" if not res else None)
-        return _reasons(out), {}
+        return out
+
+    def decide(self, table):
+        text = as_text_array(table["text"])
+        n = len(text)
+        langs = pc.fill_null(table["lang"], "und")
+        if isinstance(langs, pa.ChunkedArray):
+            langs = langs.combine_chunks()
+        lang_np = langs.to_numpy(zero_copy_only=False)
+        out = np.full(n, None, dtype=object)
+        for lang in sorted(set(lang_np.tolist())):
+            p = self.params_for(lang)
+            if p is None:
+                continue
+            idx = np.flatnonzero(lang_np == lang)
+            sub = text if len(idx) == n else text.take(pa.array(idx))
+            if self.implementation == "datatrove":
+                out[idx] = self._decide_datatrove(sub.to_pylist(), lang)
+            else:
+                out[idx] = self._decide_fast(sub, p)
+        return pa.array(out.tolist(), pa.string()), {}
+
+    def decide_texts(self, texts: list[str], lang: str = "und") -> list[str | None]:
+        """Reasons for plain strings of one language (tests, scripts)."""
+        p = self.params_for(lang)
+        if p is None:
+            return [None] * len(texts)
+        if self.implementation == "datatrove":
+            return self._decide_datatrove(texts, lang)
+        return self._decide_fast(pa.array(texts, pa.string()), p).tolist()
 
 
-class GopherQuality(_DatatroveFilter):
-    """datatrove's ``GopherQualityFilter`` (word counts and lengths, symbols, bullets,
-    ellipses, alphabetic words, stop words) with per-language thresholds."""
+class _Decisions:
+    """First-failing-check bookkeeping: ``reject(mask, reason)`` sets ``reason`` on rows that
+    are still open (datatrove returns at the first failing check)."""
 
-    name = "gopher_quality"
+    def __init__(self, n: int) -> None:
+        self.out = np.full(n, None, dtype=object)
+        self.open = np.ones(n, bool)
 
-    def _factory(self):
-        from datatrove.pipeline.filters import GopherQualityFilter
+    def reject(self, mask: np.ndarray, reason: str) -> None:
+        m = mask & self.open
+        if m.any():
+            self.out[m] = reason
+            self.open &= ~m
 
-        return GopherQualityFilter
+    def any_open(self) -> bool:
+        return bool(self.open.any())
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` as Python computes it (float64), NaN where ``den`` is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = num.astype(np.float64) / den.astype(np.float64)
+    return np.where(den == 0, np.nan, r)
+
+
+def _np(arr) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
 
 
 class GopherRepetition(_DatatroveFilter):
@@ -258,6 +381,176 @@ class GopherRepetition(_DatatroveFilter):
 
         return GopherRepetitionFilter
 
+    @staticmethod
+    def signals(text: pa.Array, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Every ratio the filter compares with a threshold, for every text (NaN where
+        datatrove would not compute it): ``dup_para_frac``, ``dup_para_char_frac``,
+        ``dup_line_frac``, ``dup_line_char_frac``, ``top_<n>_gram``,
+        ``duplicated_<n>_n_grams``."""
+        text = as_text_array(text)
+        nchars = _np(pc.utf8_length(text)).astype(np.int64)
+        paras = Lists.from_list_array(split_paragraphs(text), len(text))
+        lines = Lists.from_list_array(split_regex_lines(text), len(text))
+        pd, pc_ = dup_elements(paras)
+        ld, lc = dup_elements(lines)
+        out = {
+            "dup_para_frac": _ratio(pd, paras.counts),
+            "dup_para_char_frac": _ratio(pc_, nchars),
+            "dup_line_frac": _ratio(ld, lines.counts),
+            "dup_line_char_frac": _ratio(lc, nchars),
+        }
+        ng = NGrams(Words(text))
+        for n, _ in p["top_n_grams"] or ():
+            chars, has = ng.top_duplicate_chars(n)
+            out[f"top_{n}_gram"] = np.where(has, _ratio(chars, nchars), np.nan)
+        for n, _ in p["dup_n_grams"] or ():
+            out[f"duplicated_{n}_n_grams"] = _ratio(ng.all_duplicate_chars(n), nchars)
+        return out
+
+    def _decide_fast(self, text, p):
+        n = len(text)
+        d = _Decisions(n)
+        nchars = _np(pc.utf8_length(text)).astype(np.int64)
+        d.reject(nchars == 0, "empty")
+        with np.errstate(invalid="ignore"):
+            for split, frac_key, char_key in (
+                (split_paragraphs, "dup_para_frac", "dup_para_char_frac"),
+                (split_regex_lines, "dup_line_frac", "dup_line_char_frac"),
+            ):
+                if not d.any_open() or not (p[frac_key] or p[char_key]):
+                    continue
+                parts = Lists.from_list_array(split(text), n)
+                dups, chars = dup_elements(parts)
+                if p[frac_key]:
+                    d.reject(_ratio(dups, parts.counts) > p[frac_key], frac_key)
+                if p[char_key]:
+                    d.reject(_ratio(chars, nchars) > p[char_key], char_key)
+            if not d.any_open() or not (p["top_n_grams"] or p["dup_n_grams"]):
+                return d.out
+            ng = NGrams(Words(text))
+            for k, frac in p["top_n_grams"] or ():
+                if not d.any_open():
+                    break
+                chars, has = ng.top_duplicate_chars(k)
+                d.reject(has & (_ratio(chars, nchars) > frac), f"top_{k}_gram")
+            for k, frac in p["dup_n_grams"] or ():
+                if not d.any_open():
+                    break
+                chars = ng.all_duplicate_chars(k, d.open)
+                d.reject(_ratio(chars, nchars) > frac, f"duplicated_{k}_n_grams")
+        return d.out
+
+
+_STOP_WORDS_DEFAULT = ["the", "be", "to", "of", "and", "that", "have", "with"]
+
+
+@functools.cache
+def _symbol_word_re() -> str:
+    from datatrove.utils.text import PUNCTUATION_SET
+
+    return "^" + re2_class(ord(c) for c in PUNCTUATION_SET) + "+$"
+
+
+class GopherQuality(_DatatroveFilter):
+    """datatrove's ``GopherQualityFilter`` (word counts and lengths, symbols, bullets,
+    ellipses, alphabetic words, stop words) with per-language thresholds."""
+
+    name = "gopher_quality"
+
+    def _factory(self):
+        from datatrove.pipeline.filters import GopherQualityFilter
+
+        return GopherQualityFilter
+
+    @staticmethod
+    def signals(text: pa.Array, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``n_words``, ``n_non_symbol_words``, ``avg_word_length`` (of non-symbol words),
+        ``hash_ratio``, ``ellipsis_ratio``, ``n_lines``, ``bullet_lines_ratio``,
+        ``end_ellipsis_lines_ratio``, ``alpha_words_ratio``, ``stop_words`` (distinct)."""
+        text = as_text_array(text)
+        words = Words(text)
+        vals = words.values
+        non_symbol = ~_np(pc.match_substring_regex(vals, _symbol_word_re())).astype(bool)
+        n_ns = words.per_doc_sum(non_symbol)
+        len_ns = words.per_doc_sum(non_symbol, words.char_len.astype(np.float64))
+        hashes = _np(pc.count_substring(text, "#")).astype(np.int64)
+        ell = _np(pc.count_substring(text, "...")).astype(np.int64) + _np(
+            pc.count_substring(text, "\u2026")
+        ).astype(np.int64)
+        lines = splitlines(text)
+        sp = python_space_class()
+        bullets = _np(pc.match_substring_regex(lines.values, f"^{sp}*[\u2022-]")).astype(bool)
+        end_ell = _np(pc.match_substring_regex(lines.values, f"(?:\\.\\.\\.|\u2026){sp}*$"))
+        alpha = _np(pc.match_substring_regex(vals, python_alpha_class())).astype(bool)
+        stop = list(_STOP_WORDS_DEFAULT if p.get("stop_words") is None else p["stop_words"])
+        n_stop = np.zeros(words.n_docs, np.int64)
+        if stop and len(vals):
+            idx = _np(pc.fill_null(pc.index_in(vals, value_set=pa.array(stop, pa.string())), -1))
+            hit = idx >= 0
+            if hit.any():
+                key = words.doc[hit] * len(stop) + idx[hit].astype(np.int64)
+                n_stop = np.bincount(np.unique(key) // len(stop), minlength=words.n_docs)
+        return {
+            "n_words": words.counts,
+            "n_non_symbol_words": n_ns,
+            "avg_word_length": _ratio(len_ns, n_ns),
+            "hash_ratio": _ratio(hashes, words.counts),
+            "ellipsis_ratio": _ratio(ell, words.counts),
+            "n_lines": lines.counts,
+            "bullet_lines_ratio": _ratio(lines.per_doc_sum(bullets), lines.counts),
+            "end_ellipsis_lines_ratio": _ratio(
+                lines.per_doc_sum(end_ell.astype(bool)), lines.counts
+            ),
+            "alpha_words_ratio": _ratio(words.per_doc_sum(alpha), words.counts),
+            "stop_words": n_stop.astype(np.int64),
+        }
+
+    def _decide_fast(self, text, p):
+        s = self.signals(text, p)
+        d = _Decisions(len(text))
+        n_ns, n_words, n_lines = s["n_non_symbol_words"], s["n_words"], s["n_lines"]
+        with np.errstate(invalid="ignore"):
+            if p["min_doc_words"]:
+                d.reject(n_ns < p["min_doc_words"], "gopher_short_doc")
+            if p["max_doc_words"]:
+                d.reject(n_ns > p["max_doc_words"], "gopher_long_doc")
+            avg = s["avg_word_length"]  # np.mean of nothing is NaN: both tests false
+            if p["min_avg_word_length"]:
+                d.reject(avg < p["min_avg_word_length"], "gopher_below_avg_threshold")
+            if p["max_avg_word_length"]:
+                d.reject(avg > p["max_avg_word_length"], "gopher_above_avg_threshold")
+            if p["max_symbol_word_ratio"]:
+                d.reject(n_words == 0, "no_words")  # ZeroDivisionError in datatrove
+                d.reject(s["hash_ratio"] > p["max_symbol_word_ratio"], "gopher_too_many_hashes")
+                d.reject(
+                    s["ellipsis_ratio"] > p["max_symbol_word_ratio"], "gopher_too_many_ellipsis"
+                )
+            if p["max_bullet_lines_ratio"]:
+                d.reject(n_lines == 0, "no_words")
+                d.reject(
+                    s["bullet_lines_ratio"] > p["max_bullet_lines_ratio"], "gopher_too_many_bullets"
+                )
+            if p["max_ellipsis_lines_ratio"]:
+                d.reject(n_lines == 0, "no_words")
+                d.reject(
+                    s["end_ellipsis_lines_ratio"] > p["max_ellipsis_lines_ratio"],
+                    "gopher_too_many_end_ellipsis",
+                )
+            if p["max_non_alpha_words_ratio"]:
+                d.reject(n_words == 0, "no_words")
+                d.reject(
+                    s["alpha_words_ratio"] < p["max_non_alpha_words_ratio"],
+                    "gopher_below_alpha_threshold",
+                )
+            if p["min_stop_words"]:
+                d.reject(s["stop_words"] < p["min_stop_words"], "gopher_enough_stop_words")
+        return d.out
+
+
+@functools.cache
+def _ends_with_re(stop_chars: tuple[str, ...]) -> str:
+    return "(?:" + "|".join(re2_literal(s) for s in stop_chars) + ")$"
+
 
 class FineWebQuality(_DatatroveFilter):
     """datatrove's ``FineWebQualityFilter`` (FineWeb line filters: terminal punctuation share,
@@ -269,6 +562,60 @@ class FineWebQuality(_DatatroveFilter):
         from datatrove.pipeline.filters import FineWebQualityFilter
 
         return FineWebQualityFilter
+
+    @staticmethod
+    def signals(text: pa.Array, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``n_lines`` (non-blank), ``line_punct_ratio``, ``short_line_ratio``,
+        ``char_dup_ratio``, ``n_words``, ``list_ratio`` (newlines per word)."""
+        from datatrove.utils.text import TERMINAL_PUNCTUATION
+
+        text = as_text_array(text)
+        n = len(text)
+        raw = Lists.from_list_array(split_lines_keep_empty(text), n)
+        blank = _np(pc.equal(pc.utf8_trim_whitespace(raw.values), "")).astype(bool)
+        lines = Lists(raw.values.filter(pa.array(~blank)), raw.doc[~blank], n)
+        stop_chars = p.get("stop_chars")
+        stop_chars = tuple(TERMINAL_PUNCTUATION) if stop_chars is None else tuple(stop_chars)
+        if stop_chars and len(lines.values):
+            ends = _np(pc.match_substring_regex(lines.values, _ends_with_re(stop_chars)))
+            punct = lines.per_doc_sum(ends.astype(bool))
+        else:
+            punct = np.zeros(n, np.int64)
+        short = lines.per_doc_sum(lines.char_len <= p["short_line_length"])
+        _, dup_chars = dup_elements(lines)
+        newlines = _np(pc.count_substring(text, "\n")).astype(np.int64)
+        nchars = _np(pc.utf8_length(text)).astype(np.int64)
+        # str.split() word count (Arrow splits an empty text into one empty word)
+        trimmed = pc.utf8_trim_whitespace(text)
+        n_words = np.where(
+            _np(pc.equal(trimmed, "")).astype(bool),
+            0,
+            _np(pc.list_value_length(pc.utf8_split_whitespace(trimmed))).astype(np.int64),
+        )
+        return {
+            "n_lines": lines.counts,
+            "line_punct_ratio": _ratio(punct, lines.counts),
+            "short_line_ratio": _ratio(short, lines.counts),
+            "char_dup_ratio": _ratio(dup_chars, nchars - newlines),
+            "n_words": n_words,
+            "list_ratio": _ratio(newlines, n_words),
+        }
+
+    def _decide_fast(self, text, p):
+        s = self.signals(text, p)
+        d = _Decisions(len(text))
+        with np.errstate(invalid="ignore"):
+            d.reject(s["n_lines"] == 0, "empty")
+            r = s["line_punct_ratio"]
+            low = r < p["line_punct_thr"]
+            if p["line_punct_exclude_zero"]:
+                low &= r != 0
+            d.reject(low, "line_punct_ratio")
+            d.reject(s["short_line_ratio"] > p["short_line_thr"], "short_line_ratio")
+            d.reject(s["char_dup_ratio"] > p["char_duplicates_ratio"], "char_dup_ratio")
+            d.reject(s["n_words"] == 0, "no_words")  # ZeroDivisionError in datatrove
+            d.reject(s["list_ratio"] > p["new_line_ratio"], "list_ratio")
+        return d.out
 
 
 # --------------------------------------------------------------------------------------
