@@ -74,6 +74,19 @@ def _write_json(fs, path: str, obj: Any) -> None:
     fs.mv(tmp, path)
 
 
+def _finished_and_todo(fs, marker_dir: str, shards: list[dict[str, Any]]):
+    """Results of the shards whose completion marker exists, and the shards still to run."""
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in shards:
+        m = f"{marker_dir}/{s['label']}.json"
+        if fs.exists(m):
+            done[s["label"]] = _read_json(fs, m)
+        else:
+            todo.append(s)
+    return done, todo
+
+
 def _read_json(fs, path: str) -> Any:
     with fs.open(path, "r") as fh:
         return json.load(fh)
@@ -561,14 +574,7 @@ def run_pipeline(
     ensure_ray(ex.get("address"), num_cpus=ex.get("num_cpus"))
 
     # phase 1
-    clean: dict[str, dict[str, Any]] = {}
-    todo = []
-    for s in shards:
-        m = f"{root}/{WORK}/clean/{s['label']}.json"
-        if fs.exists(m):
-            clean[s["label"]] = _read_json(fs, m)
-        else:
-            todo.append(s)
+    clean, todo = _finished_and_todo(fs, f"{root}/{WORK}/clean", shards)
     say(f"clean: {len(shards)} shard(s), {len(shards) - len(todo)} already done")
     t1 = time.perf_counter()
     _run_tasks(
@@ -594,14 +600,7 @@ def run_pipeline(
             _write_json(fs, mark, dedup_info)
 
     # phase 3
-    written: dict[str, dict[str, Any]] = {}
-    todo = []
-    for s in shards:
-        m = f"{root}/{WORK}/write/{s['label']}.json"
-        if fs.exists(m):
-            written[s["label"]] = _read_json(fs, m)
-        else:
-            todo.append(s)
+    written, todo = _finished_and_todo(fs, f"{root}/{WORK}/write", shards)
     say(f"write: {len(todo)} shard(s)")
     t3 = time.perf_counter()
     _run_tasks(write_shard, todo, cfg, root_url, lambda r: written.__setitem__(r["label"], r))

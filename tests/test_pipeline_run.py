@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.pipeline_cli import app as pipeline_app
-from pipeline.config import load_config
+from pipeline.config import CLEAN_STAGES, load_config
 from pipeline.dedup_eval import datatrove_minhash_removed, make_near_duplicates, score_removals
 from pipeline.executor import PipelineInterrupted, run_pipeline
 
@@ -178,20 +178,7 @@ def test_dedup_quality_against_datatrove(ray_session, shared_dir, tmp_path, caps
         "".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts))
     )
     off = {"enabled": False}
-    stages = {
-        k: off
-        for k in (
-            "langid",
-            "length",
-            "language",
-            "korean_boilerplate",
-            "korean",
-            "fineweb_quality",
-            "gopher_repetition",
-            "gopher_quality",
-            "pii",
-        )
-    }
+    stages = {k: off for k in CLEAN_STAGES if k != "normalize"}
     out = tmp_path / "out"
     report = run_pipeline(load_config(inputs=[str(src)], output=str(out), stages=stages))
     rej = pl.read_parquet(out / "rejected" / "*.parquet")
