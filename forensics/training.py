@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 __all__ = [
     "PRETOKENIZERS",
     "TRAINERS",
+    "byte_level_tokenizer",
     "continue_bpe",
     "mixture_sample",
     "split_lines",
@@ -29,8 +30,8 @@ __all__ = [
     "train_sentencepiece_bpe",
 ]
 
-#: pre-tokenizers :func:`train_bpe` knows
-PRETOKENIZERS = ("bytelevel-digits", "gpt2")
+#: pre-tokenizers :func:`train_bpe` knows (see :func:`byte_level_tokenizer`)
+PRETOKENIZERS = ("bytelevel-digits", "gpt2", "cl100k")
 #: every training setting of the controlled experiments (``sentencepiece``: SentencePiece BPE)
 TRAINERS = (*PRETOKENIZERS, "sentencepiece")
 
@@ -47,6 +48,43 @@ def _lines(texts: Sequence[str]) -> Iterator[str]:
         yield from _LINES.findall(t)
 
 
+def byte_level_tokenizer(pretokenizer: str = "bytelevel-digits", model=None):
+    """An HF ``Tokenizer`` with a byte-level pre-tokenizer and decoder (``model``: default an
+    empty BPE):
+
+    * ``"bytelevel-digits"``: ``Sequence[Digits(individual_digits=True),
+      ByteLevel(add_prefix_space=False)]`` (the setting of Hayase et al.'s controlled runs);
+    * ``"gpt2"``: ``ByteLevel(add_prefix_space=False)`` (GPT-2's regex);
+    * ``"cl100k"``: ``Sequence[Split(cl100k regex, isolated), ByteLevel(use_regex=False)]``
+      (how ``tokenizer.json`` files of cl100k-style models such as Llama 3 write it).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    if pretokenizer not in PRETOKENIZERS:
+        raise ValueError(f"pretokenizer must be one of {PRETOKENIZERS}, not {pretokenizer!r}")
+    tok = Tokenizer(model if model is not None else models.BPE())
+    if pretokenizer == "bytelevel-digits":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False),
+            ]
+        )
+    elif pretokenizer == "cl100k":
+        from .pretokenize import CL100K_PATTERN
+
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(CL100K_PATTERN), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
 def train_bpe(
     texts: Sequence[str],
     vocab_size: int,
@@ -56,29 +94,17 @@ def train_bpe(
 ) -> str:
     """Train a byte-level BPE on ``texts`` and return its ``tokenizer.json`` (a string).
 
-    * ``pretokenizer="bytelevel-digits"``: ``Sequence[Digits(individual_digits=True),
-      ByteLevel(add_prefix_space=False)]`` (the setting of Hayase et al.'s controlled runs);
-      ``"gpt2"``: plain ``ByteLevel(add_prefix_space=False)`` (GPT-2's regex).
+    * ``pretokenizer``: see :func:`byte_level_tokenizer`;
     * the initial alphabet is all 256 bytes, so the merge list starts from single bytes;
     * the texts are fed line by line (``"\\n"`` kept), as ``Tokenizer.train(files)`` does;
     * no special tokens; decoder ``ByteLevel``. ``vocab_size`` counts the 256 bytes, so the
       tokenizer has at most ``vocab_size - 256`` merges (fewer if the text runs out of pairs).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers, trainers
 
-    if pretokenizer not in PRETOKENIZERS:
-        raise ValueError(f"pretokenizer must be one of {PRETOKENIZERS}, not {pretokenizer!r}")
     if vocab_size < 257:
         raise ValueError(f"vocab_size must exceed the 256 byte symbols, got {vocab_size}")
-    tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    if pretokenizer == "bytelevel-digits":
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), byte_level]
-        )
-    else:
-        tok.pre_tokenizer = byte_level
-    tok.decoder = decoders.ByteLevel()
+    tok = byte_level_tokenizer(pretokenizer)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

@@ -1,0 +1,502 @@
+"""Pretoken counting over Parquet shards, on Ray, reduced into one 64-bit count table.
+
+The pieces, from the inside out:
+
+* :class:`PretokenCounter` — one small object, no Ray, no I/O: texts in, a ``(word, count)``
+  Arrow table out. Documents are split into lines (``"\\n"`` kept) and pretokenized with the
+  target's own HF pre-tokenizer, exactly as ``Tokenizer.train_from_iterator`` over lines (or
+  ``Tokenizer.train(files)``) sees them.
+* :class:`Mixture` — weights over categories (a column such as ``lang`` or ``source``; keys
+  are ``fnmatch`` patterns, ``code*=0.1``) turned into a per-category keep fraction from the
+  bytes each category holds: the largest mixture with exactly these byte shares that the
+  shards can give. Documents are kept by a hash of their id, so the sample is deterministic
+  and needs no coordination between tasks.
+* :func:`count_shards` — the Ray fan-out: one task per shard (read, sample, count, split the
+  table into ``partitions`` by a hash of the word), then one reduce task per partition
+  (polars ``group_by().sum()``), so that no single node holds every shard's table. The
+  result is a :class:`CountTable` (one Arrow table per partition, words sorted) and the bytes
+  actually used per category (the true mixture).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from forensics.merges import PretokenizerSpec
+from forensics.pretokenize import Pretokenizer
+from forensics.training import PRETOKENIZERS, byte_level_tokenizer
+
+__all__ = [
+    "BPEInputError",
+    "CountTable",
+    "Mixture",
+    "PretokenCounter",
+    "count_shards",
+    "list_shards",
+    "parse_mix",
+]
+
+logger = logging.getLogger(__name__)
+
+COUNT_SCHEMA = pa.schema([("word", pa.large_string()), ("count", pa.int64())])
+
+
+class BPEInputError(ValueError):
+    """Bad shards, mixture or settings for BPE training (names the file or the setting)."""
+
+
+# ------------------------------------------------------------------------------------------
+# counting one batch of texts
+# ------------------------------------------------------------------------------------------
+class PretokenCounter:
+    """Pretoken counts of texts for a byte-level BPE with the given pre-tokenizer.
+
+    >>> c = PretokenCounter("gpt2")
+    >>> c.count(["hello world\\nhello"]).most_common(1)
+    [('hello', 2)]
+    """
+
+    def __init__(self, pretokenizer: str = "gpt2"):
+        if pretokenizer not in PRETOKENIZERS:
+            raise BPEInputError(
+                f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, not {pretokenizer!r}"
+            )
+        self.name = pretokenizer
+        spec = PretokenizerSpec(kind="hf", hf_json=byte_level_tokenizer(pretokenizer).to_str())
+        self._pre = Pretokenizer(spec)
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["name"])
+
+    def count(self, texts: Iterable[str], into: Counter[str] | None = None) -> Counter[str]:
+        out: Counter[str] = Counter() if into is None else into
+        pre = self._pre.pretokenize_document
+        for t in texts:
+            out.update(pre(t))
+        return out
+
+    @staticmethod
+    def table(counts: Mapping[str, int]) -> pa.Table:
+        return pa.table(
+            [
+                pa.array(list(counts.keys()), pa.large_string()),
+                pa.array(list(counts.values()), pa.int64()),
+            ],
+            schema=COUNT_SCHEMA,
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# mixtures
+# ------------------------------------------------------------------------------------------
+def parse_mix(spec: str | Mapping[str, float] | None) -> dict[str, float] | None:
+    """``"ko=0.6,en=0.3,code*=0.1"`` (or a mapping) → weights summing to 1 (``None``: none)."""
+    if spec is None or spec == "":
+        return None
+    if isinstance(spec, str):
+        out: dict[str, float] = {}
+        for part in spec.split(","):
+            key, sep, val = part.strip().partition("=")
+            if not sep or not key.strip():
+                raise BPEInputError(f"--mix: {part.strip()!r} is not KEY=WEIGHT")
+            try:
+                out[key.strip()] = float(val)
+            except ValueError:
+                raise BPEInputError(f"--mix: weight {val!r} of {key!r} is not a number") from None
+    else:
+        out = {str(k): float(v) for k, v in spec.items()}
+    if not out:
+        raise BPEInputError("the mixture is empty")
+    bad = [k for k, v in out.items() if not (v >= 0 and math.isfinite(v))]
+    if bad:
+        raise BPEInputError(f"mixture weights must be finite and ≥ 0: {', '.join(bad)}")
+    total = sum(out.values())
+    if total <= 0:
+        raise BPEInputError("the mixture's weights are all zero")
+    return {k: v / total for k, v in out.items()}
+
+
+BUCKETS = 1 << 16  # documents are ordered by a 16-bit bucket of their id's hash
+
+
+@dataclass
+class Mixture:
+    """Byte-share weights over the values of ``column`` (keys are fnmatch patterns; a value
+    takes the first key that matches it; documents matching no key are not used).
+
+    Documents are kept by their hash bucket (:func:`hash_buckets`): a key keeps the buckets
+    below its threshold. :meth:`plan` sets the thresholds from the bytes per bucket, so that
+    every key gets its share of the largest mixture the shards can give, to one bucket (in
+    practice, one document) of precision."""
+
+    weights: dict[str, float]
+    column: str = "lang"
+    thresholds: dict[str, int] = field(default_factory=dict)  # keep buckets < threshold
+
+    def key_of(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for k in self.weights:
+            if fnmatch.fnmatchcase(value, k):
+                return k
+        return None
+
+    def plan(self, histograms: Mapping[str, np.ndarray]) -> None:
+        """Thresholds from the bytes per hash bucket of each key (``BUCKETS`` bins)."""
+        available = {k: int(np.sum(h)) for k, h in histograms.items()}
+        missing = [k for k, w in self.weights.items() if w > 0 and available.get(k, 0) == 0]
+        if missing:
+            raise BPEInputError(
+                f"no document of the shards matches mixture key(s) {', '.join(missing)} "
+                f"(column {self.column!r})"
+            )
+        total = min(available[k] / w for k, w in self.weights.items() if w > 0)
+        self.thresholds = {}
+        for k, w in self.weights.items():
+            if w <= 0:
+                self.thresholds[k] = 0
+                continue
+            target = w * total
+            cum = np.cumsum(histograms[k])
+            t = int(np.searchsorted(cum, target))  # first bucket reaching the target
+            if t >= BUCKETS:
+                self.thresholds[k] = BUCKETS
+                continue
+            over = cum[t] - target
+            under = target - (cum[t - 1] if t else 0)
+            self.thresholds[k] = t + 1 if over <= under else t  # the closer total
+
+    def keep(self, keys: Sequence[str | None], buckets: np.ndarray) -> np.ndarray:
+        limit = np.array([self.thresholds.get(k, 0) if k else 0 for k in keys], dtype=np.int64)
+        return buckets < limit
+
+
+def hash_buckets(ids: Sequence[str]) -> np.ndarray:
+    """A 16-bit bucket per document id (top bits of xxh3-64): the sampling order."""
+    import xxhash
+
+    return (
+        np.fromiter(
+            (xxhash.xxh3_64_intdigest(i.encode("utf-8")) for i in ids),
+            dtype=np.uint64,
+            count=len(ids),
+        )
+        >> np.uint64(48)
+    ).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------
+# shards
+# ------------------------------------------------------------------------------------------
+def list_shards(spec: str | Sequence[str]) -> list[str]:
+    """Parquet files of a folder, glob or list (sorted); an error names what matched nothing."""
+    from pipeline.readers import expand_paths
+
+    try:
+        files = expand_paths(list(spec) if not isinstance(spec, str) else spec)
+    except (FileNotFoundError, ValueError) as e:
+        raise BPEInputError(str(e)) from None
+    shards = [f for f in files if f.endswith(".parquet") and "/rejected/" not in f]
+    if not shards:
+        raise BPEInputError(f"no Parquet shard (*.parquet) in {spec}")
+    return shards
+
+
+def _open_parquet(url: str):
+    import fsspec
+    import pyarrow.parquet as pq
+
+    try:
+        fh = fsspec.open(url, "rb").open()
+        return pq.ParquetFile(fh)
+    except Exception as e:  # pyarrow raises several types for a corrupt footer
+        raise BPEInputError(f"{url}: not a readable Parquet file ({e})") from None
+
+
+def _shard_columns(url: str, text_field: str, column: str | None) -> list[str]:
+    pf = _open_parquet(url)
+    names = pf.schema_arrow.names
+    if text_field not in names:
+        raise BPEInputError(
+            f"{url}: no {text_field!r} column (columns: {', '.join(names)}); "
+            "BPE training reads the pipeline's shards (id, text, ...)"
+        )
+    if column is not None and column not in names:
+        raise BPEInputError(f"{url}: no {column!r} column for the mixture (columns: {names})")
+    cols = [text_field] + ([column] if column else [])
+    if "id" in names:
+        cols.append("id")
+    return cols
+
+
+def _batches(url: str, cols: list[str], batch_rows: int = 2048):
+    pf = _open_parquet(url)
+    try:
+        yield from pf.iter_batches(batch_size=batch_rows, columns=cols)
+    except Exception as e:
+        raise BPEInputError(f"{url}: Parquet data cannot be read ({e})") from None
+
+
+def _ids(batch: pa.RecordBatch, cols: list[str], url: str, row: int) -> list[str]:
+    if "id" in cols:
+        return [str(i) for i in batch.column("id").to_pylist()]
+    return [f"{url}#{row + j}" for j in range(batch.num_rows)]
+
+
+def shard_histograms(url: str, text_field: str, mixture: Mixture) -> dict[str, np.ndarray]:
+    """UTF-8 bytes of text per mixture key and hash bucket in one shard (the planning pass)."""
+    import pyarrow.compute as pc
+
+    cols = _shard_columns(url, text_field, mixture.column)
+    out: dict[str, np.ndarray] = {}
+    row = 0
+    for b in _batches(url, cols):
+        sizes = pc.binary_length(pc.cast(b.column(text_field), pa.large_binary()))
+        sizes = sizes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        keys = [mixture.key_of(v) for v in b.column(mixture.column).to_pylist()]
+        buckets = hash_buckets(_ids(b, cols, url, row))
+        row += b.num_rows
+        for k in set(keys) - {None}:
+            sel = np.array([x == k for x in keys])
+            h = np.bincount(buckets[sel], weights=sizes[sel], minlength=BUCKETS)
+            out[k] = out.get(k, 0) + h.astype(np.int64)
+    return out
+
+
+def count_shard(
+    url: str,
+    counter: PretokenCounter,
+    *,
+    text_field: str = "text",
+    mixture: Mixture | None = None,
+    partitions: int = 1,
+) -> tuple[list[pa.Table], dict[str, Any]]:
+    """Count one shard: ``partitions`` tables split by a hash of the word, and its stats
+    (documents and bytes used, per mixture key)."""
+    column = mixture.column if mixture else None
+    cols = _shard_columns(url, text_field, column)
+    counts: Counter[str] = Counter()
+    used_bytes: Counter[str] = Counter()
+    used_docs: Counter[str] = Counter()
+    row = 0
+    for b in _batches(url, cols):
+        texts = b.column(text_field).to_pylist()
+        keys: list[str | None] = ["all"] * len(texts)
+        keep = np.ones(len(texts), dtype=bool)
+        if mixture is not None:
+            keys = [mixture.key_of(v) for v in b.column(column).to_pylist()]
+            keep = mixture.keep(keys, hash_buckets(_ids(b, cols, url, row)))
+        row += len(texts)
+        chosen = [t for t, k in zip(texts, keep.tolist(), strict=True) if k and t]
+        counter.count(chosen, into=counts)
+        for t, k, kk in zip(texts, keys, keep.tolist(), strict=True):
+            if kk and t:
+                used_bytes[k] += len(t.encode("utf-8"))
+                used_docs[k] += 1
+    table = PretokenCounter.table(counts)
+    parts = _partition(table, partitions)
+    return parts, {"file": url, "bytes": dict(used_bytes), "documents": dict(used_docs)}
+
+
+def _partition(table: pa.Table, partitions: int) -> list[pa.Table]:
+    if partitions <= 1:
+        return [table]
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    part = df.get_column("word").hash(seed=0) % partitions
+    return [df.filter(part == p).to_arrow().cast(COUNT_SCHEMA) for p in range(partitions)]
+
+
+def reduce_counts(tables: Sequence[pa.Table], min_count: int = 1) -> pa.Table:
+    """Sum counts per word (polars), drop words below ``min_count``, sort by word."""
+    import polars as pl
+
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return COUNT_SCHEMA.empty_table()
+    df = pl.concat([pl.from_arrow(t) for t in tables], rechunk=False)
+    df = df.group_by("word").agg(pl.col("count").sum())
+    if min_count > 1:
+        df = df.filter(pl.col("count") >= min_count)
+    return df.sort("word").to_arrow().cast(COUNT_SCHEMA)
+
+
+@dataclass
+class CountTable:
+    """Pretoken counts (one Arrow table per hash partition, words sorted in each) and where
+    they came from."""
+
+    partitions: list[pa.Table]
+    pretokenizer: str
+    stats: dict[str, Any]
+
+    @property
+    def num_words(self) -> int:
+        return sum(t.num_rows for t in self.partitions)
+
+    def words_and_counts(self) -> tuple[list[str], np.ndarray]:
+        words: list[str] = []
+        counts = []
+        for t in self.partitions:
+            words.extend(t.column("word").to_pylist())
+            counts.append(t.column("count").to_numpy())
+        return words, (np.concatenate(counts) if counts else np.zeros(0, np.int64))
+
+    def write(self, folder: str) -> list[str]:
+        """``folder/part-XXXXX.parquet`` (zstd) and ``folder/counts.json``."""
+        import fsspec
+        import pyarrow.parquet as pq
+
+        fs, root = fsspec.core.url_to_fs(folder)
+        fs.makedirs(root, exist_ok=True)
+        names = []
+        for i, t in enumerate(self.partitions):
+            name = f"part-{i:05d}.parquet"
+            with fs.open(f"{root}/{name}", "wb") as fh:
+                pq.write_table(t, fh, compression="zstd")
+            names.append(name)
+        meta = {"pretokenizer": self.pretokenizer, "files": names, **self.stats}
+        with fs.open(f"{root}/counts.json", "w") as fh:
+            json.dump(meta, fh, indent=2, ensure_ascii=False)
+        return names
+
+    @classmethod
+    def read(cls, folder: str) -> CountTable:
+        import fsspec
+        import pyarrow.parquet as pq
+
+        fs, root = fsspec.core.url_to_fs(folder)
+        try:
+            with fs.open(f"{root}/counts.json") as fh:
+                meta = json.load(fh)
+        except FileNotFoundError:
+            raise BPEInputError(f"{folder}: no counts.json (not a count table)") from None
+        parts = []
+        for name in meta.get("files", []):
+            with fs.open(f"{root}/{name}", "rb") as fh:
+                t = pq.read_table(fh)
+            if t.schema.names[:2] != ["word", "count"]:
+                raise BPEInputError(f"{folder}/{name}: expected columns word, count")
+            parts.append(t.cast(COUNT_SCHEMA))
+        stats = {k: v for k, v in meta.items() if k not in ("pretokenizer", "files")}
+        return cls(parts, meta["pretokenizer"], stats)
+
+
+# ------------------------------------------------------------------------------------------
+# Ray fan-out
+# ------------------------------------------------------------------------------------------
+def count_shards(
+    shards: str | Sequence[str],
+    pretokenizer: str = "gpt2",
+    *,
+    mix: str | Mapping[str, float] | None = None,
+    mix_column: str = "lang",
+    text_field: str = "text",
+    min_count: int = 1,
+    partitions: int | None = None,
+    address: str | None = None,
+    use_ray: bool = True,
+) -> CountTable:
+    """Count the pretokens of Parquet ``shards`` (a folder, glob or list), optionally sampled
+    to the byte mixture ``mix`` over ``mix_column``; see the module docstring.
+
+    ``use_ray=False`` runs the same tasks in this process (tests, tiny inputs)."""
+    t0 = time.perf_counter()
+    counter = PretokenCounter(pretokenizer)
+    files = list_shards(shards)
+    weights = parse_mix(mix)
+    mixture = Mixture(weights, mix_column) if weights else None
+    nparts = max(1, partitions or 1)
+    if use_ray:
+        from forensics.raytools import ensure_ray
+
+        ensure_ray(address)
+        import ray
+
+        if partitions is None:
+            nparts = max(1, min(len(files), int(ray.cluster_resources().get("CPU", 1))))
+
+    timings: dict[str, float] = {}
+    if mixture is not None:
+        t = time.perf_counter()
+        if use_ray:
+            import ray
+
+            task = ray.remote(shard_histograms)
+            per_file = ray.get([task.remote(f, text_field, mixture) for f in files])
+        else:
+            per_file = [shard_histograms(f, text_field, mixture) for f in files]
+        hist: dict[str, np.ndarray] = {}
+        for d in per_file:
+            for k, h in d.items():
+                hist[k] = hist.get(k, 0) + h
+        mixture.plan(hist)
+        timings["plan"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if use_ray:
+        import ray
+
+        count_remote = ray.remote(_count_task).options(num_returns=nparts + 1)
+        outs = [count_remote.remote(f, counter, text_field, mixture, nparts) for f in files]
+        reduce_remote = ray.remote(_reduce_task)
+        part_refs = [reduce_remote.remote(min_count, *[o[p] for o in outs]) for p in range(nparts)]
+        shard_stats = ray.get([o[nparts] for o in outs])
+        parts = ray.get(part_refs)
+    else:
+        results = [_count_task(f, counter, text_field, mixture, nparts) for f in files]
+        shard_stats = [r[nparts] for r in results]
+        parts = [reduce_counts([r[p] for r in results], min_count) for p in range(nparts)]
+    timings["count"] = time.perf_counter() - t
+
+    used_bytes: Counter[str] = Counter()
+    used_docs: Counter[str] = Counter()
+    for s in shard_stats:
+        used_bytes.update(s["bytes"])
+        used_docs.update(s["documents"])
+    total = sum(used_bytes.values())
+    if total == 0:
+        raise BPEInputError(f"the shards hold no text to count ({len(files)} file(s))")
+    stats = {
+        "shards": len(files),
+        "mixture_column": mix_column if mixture else None,
+        "mixture_weights": weights,
+        "keep_buckets": (
+            {k: f"{t}/{BUCKETS}" for k, t in mixture.thresholds.items()} if mixture else None
+        ),
+        "bytes": dict(sorted(used_bytes.items())),
+        "documents": dict(sorted(used_docs.items())),
+        "true_mixture": {k: v / total for k, v in sorted(used_bytes.items())},
+        "total_bytes": total,
+        "min_count": min_count,
+        "timings": {**timings, "total": time.perf_counter() - t0},
+    }
+    table = CountTable(parts, pretokenizer, stats)
+    stats["words"] = table.num_words
+    return table
+
+
+def _reduce_task(min_count, *tables):  # refs as arguments: Ray resolves them
+    return reduce_counts(tables, min_count)
+
+
+def _count_task(url, counter, text_field, mixture, partitions):
+    parts, stats = count_shard(
+        url, counter, text_field=text_field, mixture=mixture, partitions=partitions
+    )
+    return (*parts, stats)

@@ -1,0 +1,100 @@
+"""``mixtrace bpe train``: count on Ray, train from the counts, write the tokenizer and a report.
+
+Output folder::
+
+    tokenizer.json     the trained tokenizer (HF format; loads in tokenizers and transformers)
+    counts/            the reduced count table (part-*.parquet, counts.json)
+    train_report.json  shards, mixture asked and obtained (bytes per category), words,
+                       merges, timings
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .count import BPEInputError, CountTable, count_shards
+from .trainer import BPETrainingError, to_tokenizer, train_from_counts
+
+__all__ = ["TrainResult", "train_from_shards", "train_from_table"]
+
+
+@dataclass
+class TrainResult:
+    tokenizer_json: str
+    table: CountTable
+    report: dict[str, Any]
+
+
+def train_from_table(
+    table: CountTable, vocab_size: int, *, min_frequency: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """``tokenizer.json`` trained from a count table, and the training figures."""
+    t0 = time.perf_counter()
+    words, counts = table.words_and_counts()
+    t_load = time.perf_counter() - t0
+    try:
+        trained = train_from_counts((words, counts), vocab_size, min_frequency=min_frequency)
+    except BPETrainingError as e:
+        raise BPEInputError(str(e)) from None
+    tok = to_tokenizer(trained, table.pretokenizer)
+    report = {
+        "vocab_size": tok.get_vocab_size(),
+        "requested_vocab_size": vocab_size,
+        "merges": len(trained.merges),
+        "duplicate_merges": trained.duplicates,
+        "words": len(words),
+        "timings": {"load_counts": t_load, "train": time.perf_counter() - t0 - t_load},
+    }
+    if tok.get_vocab_size() < vocab_size:
+        report["warning"] = (
+            f"the counts give only {tok.get_vocab_size()} tokens, not {vocab_size}: "
+            "no pair is left to merge (add text or lower --vocab-size)"
+        )
+    return tok.to_str(), report
+
+
+def train_from_shards(
+    shards: str | Sequence[str],
+    vocab_size: int,
+    *,
+    pretokenizer: str = "gpt2",
+    mix: str | Mapping[str, float] | None = None,
+    mix_column: str = "lang",
+    text_field: str = "text",
+    min_count: int = 1,
+    min_frequency: int = 0,
+    out: str | None = None,
+    address: str | None = None,
+    use_ray: bool = True,
+) -> TrainResult:
+    """Count ``shards`` (see :func:`~pipeline.bpe.count.count_shards`) and train a byte-level
+    BPE of ``vocab_size`` tokens (the 256 bytes included); write ``out`` when given."""
+    if vocab_size <= 256:
+        raise BPEInputError(f"vocab size {vocab_size} is not above the byte alphabet (256 symbols)")
+    table = count_shards(
+        shards,
+        pretokenizer,
+        mix=mix,
+        mix_column=mix_column,
+        text_field=text_field,
+        min_count=min_count,
+        address=address,
+        use_ray=use_ray,
+    )
+    tok_json, train_report = train_from_table(table, vocab_size, min_frequency=min_frequency)
+    report = {"pretokenizer": pretokenizer, "counting": table.stats, "training": train_report}
+    if out:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(out)
+        fs.makedirs(root, exist_ok=True)
+        table.write(f"{out.rstrip('/')}/counts")
+        with fs.open(f"{root}/tokenizer.json", "w") as fh:
+            fh.write(tok_json)
+        with fs.open(f"{root}/train_report.json", "w") as fh:
+            json.dump(report, fh, indent=2, ensure_ascii=False)
+    return TrainResult(tok_json, table, report)

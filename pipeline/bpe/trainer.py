@@ -1,0 +1,421 @@
+"""Byte-level BPE training from pretoken counts, merge for merge what ``tokenizers`` trains.
+
+:func:`train_from_counts` is the pure core (word counts in, merge list out): the same algorithm
+as the Rust ``BpeTrainer`` of Hugging Face ``tokenizers`` — the most frequent adjacent pair is
+merged at every step, ties going to the pair of smaller token ids (the alphabet numbered by
+code point, merged tokens in order of creation), pair counts updated from the neighbours of
+every merged occurrence, a lazy max-heap — compiled with numba, so that a table of counts
+reduced from a cluster can be trained on one node without the text. A merge whose token string
+already exists reuses that token (the vocabulary does not grow), as ``tokenizers`` does.
+
+The slow, obvious version is :func:`forensics.training.continue_bpe` (pure Python) and the
+reference is ``tokenizers`` itself: the tests compare all three on real corpora.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import types
+from numba.typed import Dict
+
+__all__ = ["BPETrainingError", "TrainedBPE", "byte_alphabet", "train_from_counts"]
+
+_KEY = np.int64(1 << 24)  # pair key a * _KEY + b: token ids below 16.7 M
+_P = np.uint64(1_000_003)  # polynomial string hash (duplicate tokens; verified afterwards)
+
+# pairs table columns
+_A, _B, _COUNT, _HEAD, _LASTW, _STAMP = range(6)
+
+
+class BPETrainingError(ValueError):
+    """The counts cannot train the requested vocabulary (names the problem)."""
+
+
+@dataclass(frozen=True)
+class TrainedBPE:
+    """``alphabet``: the base symbols (token ids 0..len-1, sorted by code point);
+    ``merges``: (left, right) token strings in rank order; ``vocab``: token string → id."""
+
+    alphabet: tuple[str, ...]
+    merges: tuple[tuple[str, str], ...]
+    vocab: dict[str, int]
+    duplicates: int  # merges whose token already existed (tokenizers records them too)
+
+
+def byte_alphabet() -> list[str]:
+    """The 256 byte-level symbols (GPT-2's bytes → unicode map)."""
+    from forensics.merges import bytes_to_unicode
+
+    return sorted(bytes_to_unicode().values())
+
+
+# ------------------------------------------------------------------------------------------
+# the compiled core
+# ------------------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _grow2(a, n):
+    if n <= a.shape[0]:
+        return a
+    b = np.empty((max(n, 2 * a.shape[0]), a.shape[1]), a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@numba.njit(cache=True)
+def _grow1(a, n):
+    if n <= a.shape[0]:
+        return a
+    b = np.empty(max(n, 2 * a.shape[0]), a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@numba.njit(cache=True)
+def _slot(table, k):
+    """Open addressing (linear probing) over ``table[:, 0]`` keys (-1: empty)."""
+    mask = table.shape[0] - 1
+    i = (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    i = np.int64(i) & mask
+    while table[i, 0] != -1 and table[i, 0] != k:
+        i = (i + 1) & mask
+    return i
+
+
+@numba.njit(cache=True)
+def _rehash(table):
+    new = np.full((table.shape[0] * 2, 2), -1, np.int64)
+    for i in range(table.shape[0]):
+        if table[i, 0] != -1:
+            j = _slot(new, table[i, 0])
+            new[j, 0] = table[i, 0]
+            new[j, 1] = table[i, 1]
+    return new
+
+
+@numba.njit(cache=True)
+def _pair(keys, pairs, npairs, x, y):
+    """The id of pair (x, y), created with count 0 when new; returns (pid, keys, pairs, npairs)."""
+    k = x * _KEY + y
+    i = _slot(keys, k)
+    if keys[i, 0] == k:
+        return keys[i, 1], keys, pairs, npairs
+    if 2 * (npairs + 1) > keys.shape[0]:
+        keys = _rehash(keys)
+        i = _slot(keys, k)
+    keys[i, 0] = k
+    keys[i, 1] = npairs
+    pairs = _grow2(pairs, npairs + 1)
+    pid = npairs
+    pairs[pid, _A] = x
+    pairs[pid, _B] = y
+    pairs[pid, _COUNT] = 0
+    pairs[pid, _HEAD] = -1
+    pairs[pid, _LASTW] = -1
+    pairs[pid, _STAMP] = -1
+    return pid, keys, pairs, npairs + 1
+
+
+@numba.njit(cache=True)
+def _post(pairs, post, npost, pid, w):
+    """Record that word ``w`` holds pair ``pid`` (once per word in a row)."""
+    if pairs[pid, _LASTW] == w:
+        return post, npost
+    post = _grow2(post, npost + 1)
+    post[npost, 0] = w
+    post[npost, 1] = pairs[pid, _HEAD]
+    pairs[pid, _HEAD] = npost
+    pairs[pid, _LASTW] = w
+    return post, npost + 1
+
+
+@numba.njit(cache=True)
+def _before(heap, i, j):
+    """Whether heap entry i pops before j: higher count, then smaller (a, b)."""
+    if heap[i, 0] != heap[j, 0]:
+        return heap[i, 0] > heap[j, 0]
+    if heap[i, 1] != heap[j, 1]:
+        return heap[i, 1] < heap[j, 1]
+    return heap[i, 2] < heap[j, 2]
+
+
+@numba.njit(cache=True)
+def _swap(heap, i, j):
+    for c in range(4):
+        t = heap[i, c]
+        heap[i, c] = heap[j, c]
+        heap[j, c] = t
+
+
+@numba.njit(cache=True)
+def _push(heap, n, count, a, b, pid):
+    heap = _grow2(heap, n + 1)
+    heap[n, 0] = count
+    heap[n, 1] = a
+    heap[n, 2] = b
+    heap[n, 3] = pid
+    i = n
+    while i > 0:
+        parent = (i - 1) // 2
+        if _before(heap, i, parent):
+            _swap(heap, i, parent)
+            i = parent
+        else:
+            break
+    return heap, n + 1
+
+
+@numba.njit(cache=True)
+def _pop(heap, n):
+    """Move the top entry to row n - 1 (read it there) and restore the heap of n - 1 rows."""
+    n -= 1
+    _swap(heap, 0, n)
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            break
+        best = left
+        if left + 1 < n and _before(heap, left + 1, left):
+            best = left + 1
+        if _before(heap, best, i):
+            _swap(heap, i, best)
+            i = best
+        else:
+            break
+    return n
+
+
+@numba.njit(cache=True)
+def _train(sym, start, length, wcount, tok_hash, tok_pow, n_vocab, vocab_size, min_freq):
+    """Merges as rows (a, b, new id) until the vocabulary holds ``vocab_size`` tokens.
+
+    ``sym`` (the words' symbols, word w at ``start[w] : start[w] + length[w]``) and
+    ``length`` are updated in place. ``tok_hash``/``tok_pow``: the base tokens' string hashes.
+    """
+    n_words = start.shape[0]
+    keys = np.full((1 << 17, 2), -1, np.int64)
+    pairs = np.empty((1 << 16, 6), np.int64)
+    npairs = 0
+    post = np.empty((1 << 18, 2), np.int64)
+    npost = 0
+    for w in range(n_words):
+        s0 = start[w]
+        for i in range(s0, s0 + length[w] - 1):
+            pid, keys, pairs, npairs = _pair(keys, pairs, npairs, sym[i], sym[i + 1])
+            pairs[pid, _COUNT] += wcount[w]
+            post, npost = _post(pairs, post, npost, pid, w)
+    heap = np.empty((max(npairs, 16), 4), np.int64)
+    nheap = 0
+    for pid in range(npairs):
+        if pairs[pid, _COUNT] > 0:
+            heap, nheap = _push(
+                heap, nheap, pairs[pid, _COUNT], pairs[pid, _A], pairs[pid, _B], pid
+            )
+
+    n_tok = tok_hash.shape[0]
+    hashes = Dict.empty(key_type=types.int64, value_type=types.int64)
+    for t in range(n_tok):
+        hashes[np.int64(tok_hash[t])] = t
+    th = np.empty(max(n_tok * 2, 1024), np.uint64)
+    tp = np.empty(max(n_tok * 2, 1024), np.uint64)
+    th[:n_tok] = tok_hash
+    tp[:n_tok] = tok_pow
+    merges = np.empty((max(vocab_size - n_vocab, 16), 3), np.int64)
+    nm = 0
+    wstamp = np.full(n_words, -1, np.int64)
+    changed = np.empty(1024, np.int64)
+    step = 0
+    while n_vocab < vocab_size and nheap > 0:
+        nheap = _pop(heap, nheap)
+        c = heap[nheap, 0]
+        a = heap[nheap, 1]
+        b = heap[nheap, 2]
+        pid = heap[nheap, 3]
+        if c != pairs[pid, _COUNT]:
+            heap, nheap = _push(heap, nheap, pairs[pid, _COUNT], a, b, pid)
+            continue
+        if c < 1 or c < min_freq:
+            break
+        h = th[a] * tp[b] + th[b]
+        hk = np.int64(h)
+        r = hashes[hk] if hk in hashes else np.int64(-1)
+        if r < 0:
+            r = n_tok
+            th = _grow1(th, n_tok + 1)
+            tp = _grow1(tp, n_tok + 1)
+            th[r] = h
+            tp[r] = tp[a] * tp[b]
+            hashes[hk] = r
+            n_tok += 1
+            n_vocab += 1
+        merges = _grow2(merges, nm + 1)
+        merges[nm, 0] = a
+        merges[nm, 1] = b
+        merges[nm, 2] = r
+        nm += 1
+        step += 1
+        nchanged = 0
+        p = pairs[pid, _HEAD]
+        while p != -1:
+            w = post[p, 0]
+            p = post[p, 1]
+            if wstamp[w] == step:
+                continue
+            wstamp[w] = step
+            s0 = start[w]
+            end = s0 + length[w]
+            cnt = wcount[w]
+            i = s0
+            j = s0
+            while i < end:
+                if i + 1 < end and sym[i] == a and sym[i + 1] == b:
+                    # (prev, a) -> (prev, r) and (b, next) -> (r, next), as tokenizers' Word::merge
+                    for side in range(2):
+                        if side == 0:
+                            if j == s0:
+                                continue
+                            x_old = sym[j - 1]
+                            y_old = a
+                            x_new = sym[j - 1]
+                            y_new = r
+                        else:
+                            if i + 2 >= end:
+                                continue
+                            x_old = b
+                            y_old = sym[i + 2]
+                            x_new = r
+                            y_new = sym[i + 2]
+                        q, keys, pairs, npairs = _pair(keys, pairs, npairs, x_old, y_old)
+                        pairs[q, _COUNT] -= cnt
+                        q, keys, pairs, npairs = _pair(keys, pairs, npairs, x_new, y_new)
+                        pairs[q, _COUNT] += cnt
+                        post, npost = _post(pairs, post, npost, q, w)
+                        if pairs[q, _STAMP] != step:
+                            pairs[q, _STAMP] = step
+                            changed = _grow1(changed, nchanged + 1)
+                            changed[nchanged] = q
+                            nchanged += 1
+                    sym[j] = r
+                    j += 1
+                    i += 2
+                else:
+                    sym[j] = sym[i]
+                    j += 1
+                    i += 1
+            length[w] = j - s0
+        for k in range(nchanged):
+            q = changed[k]
+            if pairs[q, _COUNT] > 0:
+                heap, nheap = _push(heap, nheap, pairs[q, _COUNT], pairs[q, _A], pairs[q, _B], q)
+    return merges[:nm].copy()
+
+
+# ------------------------------------------------------------------------------------------
+# the Python API
+# ------------------------------------------------------------------------------------------
+def _string_hashes(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    h = np.zeros(len(tokens), np.uint64)
+    p = np.ones(len(tokens), np.uint64)
+    with np.errstate(over="ignore"):
+        for i, t in enumerate(tokens):
+            hv, pv = np.uint64(0), np.uint64(1)
+            for ch in t:
+                hv = hv * _P + np.uint64(ord(ch) + 1)
+                pv = pv * _P
+            h[i], p[i] = hv, pv
+    return h, p
+
+
+def train_from_counts(
+    word_counts: Mapping[str, int] | tuple[Sequence[str], Sequence[int]],
+    vocab_size: int,
+    *,
+    alphabet: Sequence[str] | None = None,
+    min_frequency: int = 0,
+) -> TrainedBPE:
+    """Train a BPE from pretoken counts, as ``tokenizers.trainers.BpeTrainer`` would.
+
+    ``word_counts``: pretoken → count (or a ``(words, counts)`` pair of sequences), pretokens
+    in the model's symbol space (byte-level unicode for byte-level models). ``alphabet``: the
+    initial alphabet (default: the 256 byte-level symbols); characters of the words outside it
+    are added, as the trainer's ``compute_alphabet`` does. ``vocab_size`` counts the alphabet.
+    No special tokens.
+    """
+    if isinstance(word_counts, tuple):
+        words, counts = list(word_counts[0]), np.asarray(word_counts[1], dtype=np.int64)
+    else:
+        words = list(word_counts)
+        counts = np.array(list(word_counts.values()), dtype=np.int64)
+    if len(words) != len(counts):
+        raise BPETrainingError(f"{len(words)} words but {len(counts)} counts")
+    if counts.size and counts.min() < 0:
+        raise BPETrainingError("word counts must be non-negative")
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    if counts.size and (counts.min() == 0 or lengths.min() == 0):  # drop empty words, zeros
+        keep = np.flatnonzero((counts > 0) & (lengths > 0))
+        words = [words[i] for i in keep.tolist()]
+        counts, lengths = counts[keep], lengths[keep]
+    # the words' code points in one array; the alphabet: the base symbols and every character
+    cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    seen = np.flatnonzero(np.bincount(cps)) if cps.size else np.zeros(0, np.int64)
+    base = byte_alphabet() if alphabet is None else alphabet
+    symbols = sorted(set(base) | set(map(chr, seen.tolist())))  # numbered by code point
+    if vocab_size < len(symbols):
+        raise BPETrainingError(
+            f"vocab size {vocab_size} is below the alphabet ({len(symbols)} symbols)"
+        )
+    if len(symbols) >= int(_KEY):
+        raise BPETrainingError(f"alphabet of {len(symbols)} symbols is too large")
+    start = np.zeros(len(words), dtype=np.int64)
+    if len(words):
+        np.cumsum(lengths[:-1], out=start[1:])
+    sym_cps = np.array([ord(s) for s in symbols], dtype=np.int64)
+    table = np.full(int(sym_cps.max()) + 1, -1, dtype=np.int64)
+    table[sym_cps] = np.arange(len(symbols))
+    sym = table[cps]
+
+    th, tp = _string_hashes(symbols)
+    rows = _train(
+        sym,
+        start,
+        lengths.copy(),
+        counts,
+        th,
+        tp,
+        np.int64(len(symbols)),
+        np.int64(vocab_size),
+        np.int64(min_frequency),
+    )
+    tokens = list(symbols)
+    merges: list[tuple[str, str]] = []
+    duplicates = 0
+    for a, b, r in rows.tolist():
+        s = tokens[a] + tokens[b]
+        if r == len(tokens):
+            tokens.append(s)
+        else:
+            if tokens[r] != s:  # a 64-bit hash collision: never seen, but never silent
+                raise BPETrainingError(f"hash collision between tokens {tokens[r]!r} and {s!r}")
+            duplicates += 1
+        merges.append((tokens[a], tokens[b]))
+    return TrainedBPE(
+        alphabet=tuple(symbols),
+        merges=tuple(merges),
+        vocab={t: i for i, t in enumerate(tokens)},
+        duplicates=duplicates,
+    )
+
+
+def to_tokenizer(trained: TrainedBPE, pretokenizer: str):
+    """An HF ``tokenizers.Tokenizer`` (byte-level pre-tokenizer and decoder) of a trained BPE,
+    serialized by ``to_str()`` as the same ``tokenizer.json`` the HF trainer writes."""
+    from tokenizers import models
+
+    from forensics.training import byte_level_tokenizer
+
+    model = models.BPE(vocab=dict(trained.vocab), merges=list(trained.merges))
+    return byte_level_tokenizer(pretokenizer, model)

@@ -1,0 +1,236 @@
+"""BPE training from counts: exactly tokenizers' own trainer, from Parquet shards, on Ray."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from forensics.training import byte_level_tokenizer, continue_bpe, train_bpe
+from pipeline.bpe.count import (
+    BPEInputError,
+    CountTable,
+    Mixture,
+    PretokenCounter,
+    count_shards,
+    parse_mix,
+)
+from pipeline.bpe.train import train_from_shards
+from pipeline.bpe.trainer import BPETrainingError, train_from_counts
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def _docs(cat: str, limit: int) -> list[dict]:
+    out = []
+    with gzip.open(SAMPLE / f"{cat}.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            out.append(d)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _hf_merges(texts, vocab_size, pretokenizer):
+    js = json.loads(train_bpe(texts, vocab_size, pretokenizer=pretokenizer))
+    return js, [
+        tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in js["model"]["merges"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, list[dict]]:
+    return {c: _docs(c, 40) for c in ("en", "ko", "ja", "code-python", "ru")}
+
+
+@pytest.mark.parametrize("pretokenizer", ["gpt2", "bytelevel-digits", "cl100k"])
+def test_train_from_counts_equals_the_hf_trainer(corpus, pretokenizer):
+    """Same text → the same merges, in the same order, and the same vocabulary ids as
+    ``Tokenizer.train_from_iterator`` (ties included: real text has many at the tail)."""
+    texts = [d["text"] for docs in corpus.values() for d in docs]
+    js, ref = _hf_merges(texts, 4000, pretokenizer)
+    counts = PretokenCounter(pretokenizer).count(texts)
+    got = train_from_counts(counts, 4000)
+    assert list(got.merges) == ref
+    assert got.vocab == js["model"]["vocab"]
+    # the slow, obvious oracle agrees too (pure Python BPE from the same counts)
+    from forensics.merges import bytes_to_unicode
+
+    slow = continue_bpe([], "byte", None, counts, 600)
+    inv = {c: b for b, c in bytes_to_unicode().items()}
+    decoded = [(bytes(inv[c] for c in a), bytes(inv[c] for c in b)) for a, b in ref[:600]]
+    assert slow == decoded
+
+
+def test_train_from_counts_random_words_and_ties():
+    """Random tiny vocabularies with many equal counts: tie-breaking by token ids."""
+    rng = random.Random(7)
+    for trial in range(20):
+        letters = "abcde"[: rng.randint(2, 5)]
+        words = Counter()
+        for _ in range(rng.randint(3, 40)):
+            w = "".join(rng.choice(letters) for _ in range(rng.randint(1, 7)))
+            words[w] += rng.choice([1, 1, 2, 3])
+        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        trainer = trainers.BpeTrainer(vocab_size=60, show_progress=False, special_tokens=[])
+        tok.train_from_iterator([" ".join([w] * c) for w, c in words.items()], trainer)
+        ref = json.loads(tok.to_str())["model"]
+        got = train_from_counts(words, 60, alphabet=[])
+        ref_merges = [
+            tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in ref["merges"]
+        ]
+        assert list(got.merges) == ref_merges, trial
+        assert got.vocab == ref["vocab"], trial
+
+
+def test_train_from_counts_bad_input():
+    with pytest.raises(BPETrainingError, match="below the alphabet"):
+        train_from_counts({"ab": 2}, 100)
+    with pytest.raises(BPETrainingError, match="non-negative"):
+        train_from_counts((["ab"], [-1]), 300)
+    # runs out of pairs: stops with what the counts give
+    got = train_from_counts({"ab": 2}, 300)
+    assert got.merges == (("a", "b"),)
+
+
+def _write_shards(folder: Path, corpus, per_file: int = 2) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"id": d["id"], "text": d["text"], "lang": cat}
+        for cat, docs in corpus.items()
+        for d in docs
+    ]
+    paths = []
+    chunk = (len(rows) + per_file - 1) // per_file
+    for i in range(per_file):
+        p = folder / f"part-{i:03d}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows[i * chunk : (i + 1) * chunk]), p)
+        paths.append(p)
+    return paths
+
+
+def test_train_from_shards_in_process_matches_hf(tmp_path, corpus):
+    _write_shards(tmp_path / "shards", corpus, per_file=3)
+    res = train_from_shards(
+        str(tmp_path / "shards"),
+        3000,
+        pretokenizer="gpt2",
+        out=str(tmp_path / "tok"),
+        use_ray=False,
+    )
+    texts = [d["text"] for docs in corpus.values() for d in docs]
+    js, _ = _hf_merges(texts, 3000, "gpt2")
+    ours = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
+    assert ours["model"]["vocab"] == js["model"]["vocab"]
+    assert [tuple(m) for m in ours["model"]["merges"]] == [tuple(m) for m in js["model"]["merges"]]
+    assert ours["pre_tokenizer"] == js["pre_tokenizer"]
+    # the written count table reads back identically; 64-bit counts
+    back = CountTable.read(str(tmp_path / "tok" / "counts"))
+    assert back.num_words == res.table.num_words
+    assert back.partitions[0].schema.field("count").type == pa.int64()
+    report = json.loads((tmp_path / "tok" / "train_report.json").read_text())
+    assert report["training"]["merges"] == 3000 - 256
+    # loads in tokenizers and round-trips text
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
+    s = "안녕하세요, world 123"
+    assert tok.decode(tok.encode(s).ids) == s
+
+
+def test_count_shards_on_ray_partitions_and_mixture(tmp_path, corpus, ray_session):
+    _write_shards(tmp_path / "shards", corpus, per_file=4)
+    plain = count_shards(str(tmp_path / "shards"), "gpt2", use_ray=False)
+    on_ray = count_shards(str(tmp_path / "shards"), "gpt2", partitions=3)
+    assert len(on_ray.partitions) == 3
+    a = dict(zip(*plain.words_and_counts(), strict=True))
+    b = dict(zip(*on_ray.words_and_counts(), strict=True))
+    assert a == b
+    # a mixture: byte shares as asked (to document granularity), deterministic
+    mixed = count_shards(
+        str(tmp_path / "shards"), "gpt2", mix="en=0.5,ko=0.3,code*=0.2", partitions=2
+    )
+    true = mixed.stats["true_mixture"]
+    assert set(true) == {"en", "ko", "code*"}
+    # to one document: code-python documents are ~27 KB of ~300 KB in all
+    assert abs(true["en"] - 0.5) < 0.05 and abs(true["ko"] - 0.3) < 0.05
+    assert abs(true["code*"] - 0.2) < 0.1
+    again = count_shards(
+        str(tmp_path / "shards"), "gpt2", mix="en=0.5,ko=0.3,code*=0.2", use_ray=False
+    )
+    assert again.stats["bytes"] == mixed.stats["bytes"]
+    # pruning by minimum count
+    pruned = count_shards(str(tmp_path / "shards"), "gpt2", min_count=5, use_ray=False)
+    assert 0 < pruned.num_words < plain.num_words
+    assert min(pruned.words_and_counts()[1]) >= 5
+
+
+def test_mixture_plan_and_parse():
+    assert parse_mix("ko=3,en=1") == {"ko": 0.75, "en": 0.25}
+    import numpy as np
+
+    from pipeline.bpe.count import BUCKETS
+
+    def hist(buckets):
+        h = np.zeros(BUCKETS, np.int64)
+        h[buckets] = 100
+        return h
+
+    m = Mixture({"ko": 0.75, "en": 0.25}, "lang")
+    # ko is the scarce one: all of ko (300 bytes), en a third of that (one 100-byte document)
+    m.plan({"ko": hist([10, 20, 30]), "en": hist([5, 15, 25, 35])})
+    assert m.thresholds == {"ko": 31, "en": 6}
+    keep = m.keep(["ko", "en", "en", None, "xx"], np.array([30, 5, 6, 0, 0]))
+    assert keep.tolist() == [True, True, False, False, False]
+    with pytest.raises(BPEInputError, match="empty"):
+        parse_mix({})
+    with pytest.raises(BPEInputError, match="KEY=WEIGHT"):
+        parse_mix("ko")
+    with pytest.raises(BPEInputError, match="all zero"):
+        parse_mix("ko=0")
+    with pytest.raises(BPEInputError, match="matches mixture key"):
+        Mixture({"xx": 1.0}).plan({"ko": hist([1])})
+
+
+def test_bad_shards_are_named(tmp_path, corpus):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), bad / "no-text.parquet")
+    with pytest.raises(BPEInputError, match=r"no-text\.parquet: no 'text' column"):
+        count_shards(str(bad), use_ray=False)
+    (bad / "no-text.parquet").unlink()
+    (bad / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(BPEInputError, match=r"junk\.parquet: not a readable Parquet"):
+        count_shards(str(bad), use_ray=False)
+    with pytest.raises(BPEInputError, match="not above the byte alphabet"):
+        train_from_shards(str(bad), 200, use_ray=False)
+    with pytest.raises(BPEInputError, match=r"no such file or folder.*nothing-here"):
+        count_shards(str(tmp_path / "nothing-here"), use_ray=False)
+    (bad / "junk.parquet").unlink()
+    (bad / "notes.txt").write_text("text files are not shards")
+    with pytest.raises(BPEInputError, match="no Parquet shard"):
+        count_shards(str(bad), use_ray=False)
+
+
+def test_pretokenizer_matches_the_tokenizer(corpus):
+    """The counter splits text exactly as the trained tokenizer's own pre-tokenizer."""
+    text = corpus["code-python"][0]["text"][:2000]
+    for name in ("gpt2", "cl100k", "bytelevel-digits"):
+        tok = byte_level_tokenizer(name)
+        want = Counter(
+            p
+            for line in re.findall(r"[^\n]*\n|[^\n]+", text)
+            for p, _ in tok.pre_tokenizer.pre_tokenize_str(line)
+        )
+        assert PretokenCounter(name).count([text]) == want
