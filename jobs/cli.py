@@ -93,9 +93,11 @@ VocabOpt = Annotated[int, typer.Option("--vocab-size", min=300, help="BPE vocabu
 
 
 def _mount_subcommands() -> None:
+    from jobs.bpe_cli import app as bpe_app
     from jobs.pipeline_cli import app as pipeline_app
 
     app.add_typer(pipeline_app, name="pipeline")
+    app.add_typer(bpe_app, name="bpe")
 
 
 _mount_subcommands()

@@ -234,3 +234,65 @@ def test_pretokenizer_matches_the_tokenizer(corpus):
             for p, _ in tok.pre_tokenizer.pre_tokenize_str(line)
         )
         assert PretokenCounter(name).count([text]) == want
+
+
+# ------------------------------------------------------------------------------------------
+# vocabulary extension
+# ------------------------------------------------------------------------------------------
+def test_extend_gpt2_with_korean(tmp_path, shared_tokenizers):
+    """Real merges appended to GPT-2 (never add_tokens): every new token reachable, English
+    and code encode exactly as before, Korean needs far fewer tokens."""
+    from tokenizers import Tokenizer
+
+    from pipeline.bpe.extend import extend_tokenizer, load_base_tokenizer
+
+    ko = _docs("ko", 200)
+    train, held = ko[::2], ko[1::2]
+    (tmp_path / "ko").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist([{"id": d["id"], "text": d["text"], "lang": "ko"} for d in train]),
+        tmp_path / "ko" / "part-0.parquet",
+    )
+    english = [d["text"] for d in _docs("en", 30)] + [d["text"] for d in _docs("code-go", 3)]
+    res = extend_tokenizer(
+        shared_tokenizers / "gpt2",
+        str(tmp_path / "ko"),
+        3000,
+        check_texts=english,
+        out=str(tmp_path / "ext"),
+        use_ray=False,
+    )
+    rep = res.report
+    assert rep["added_tokens"] == len(res.new_tokens) > 1000
+    assert rep["unreachable_new_tokens"] == []
+    assert (
+        all(c["identical"] for c in rep["unchanged_checks"]) and len(rep["unchanged_checks"]) == 33
+    )
+    base = Tokenizer.from_str(json.dumps(load_base_tokenizer(shared_tokenizers / "gpt2")))
+    ext = Tokenizer.from_file(str(tmp_path / "ext" / "tokenizer.json"))
+    obj = json.loads((tmp_path / "ext" / "tokenizer.json").read_text())
+    assert len(obj["model"]["merges"]) == 50000 + rep["added_tokens"]  # appended merges
+    assert ext.get_vocab_size() == 50257 + rep["added_tokens"]
+    text = "".join(d["text"] for d in held)
+    before = len(base.encode(text).ids)
+    after = len(ext.encode(text).ids)
+    assert after < 0.6 * before  # held-out Korean
+    assert ext.decode(ext.encode(text).ids) == text
+
+
+def test_extend_refuses_a_base_that_is_not_byte_level_bpe(tmp_path, shared_tokenizers):
+    from tokenizers import Tokenizer, models
+
+    from pipeline.bpe.extend import load_base_tokenizer
+
+    with pytest.raises(BPEInputError, match="not a byte-level BPE"):
+        load_base_tokenizer(shared_tokenizers / "llama2" / "tokenizer.json")
+    wp = tmp_path / "wordpiece.json"
+    Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]")).save(str(wp))
+    with pytest.raises(BPEInputError, match="is not BPE"):
+        load_base_tokenizer(wp)
+    with pytest.raises(BPEInputError, match=r"no tokenizer\.json, nor vocab\.json"):
+        load_base_tokenizer(tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(BPEInputError, match=r"broken\.json: not a loadable"):
+        load_base_tokenizer(tmp_path / "broken.json")

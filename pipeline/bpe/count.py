@@ -67,20 +67,24 @@ class PretokenCounter:
     [('hello', 2)]
     """
 
-    def __init__(self, pretokenizer: str = "gpt2"):
-        if pretokenizer not in PRETOKENIZERS:
+    def __init__(self, pretokenizer: str = "gpt2", *, tokenizer_json: str | None = None):
+        """``pretokenizer``: one of :data:`~forensics.training.PRETOKENIZERS`; or
+        ``tokenizer_json``: an existing tokenizer whose normalizer and pre-tokenizer to use
+        (vocabulary extension), then ``pretokenizer`` is only a label."""
+        if tokenizer_json is None and pretokenizer not in PRETOKENIZERS:
             raise BPEInputError(
                 f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, not {pretokenizer!r}"
             )
         self.name = pretokenizer
-        spec = PretokenizerSpec(kind="hf", hf_json=byte_level_tokenizer(pretokenizer).to_str())
-        self._pre = Pretokenizer(spec)
+        self._json = tokenizer_json
+        hf_json = tokenizer_json or byte_level_tokenizer(pretokenizer).to_str()
+        self._pre = Pretokenizer(PretokenizerSpec(kind="hf", hf_json=hf_json))
 
     def __getstate__(self) -> dict:
-        return {"name": self.name}
+        return {"name": self.name, "json": self._json}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["name"])
+        self.__init__(state["name"], tokenizer_json=state["json"])
 
     def count(self, texts: Iterable[str], into: Counter[str] | None = None) -> Counter[str]:
         out: Counter[str] = Counter() if into is None else into
@@ -411,13 +415,16 @@ def count_shards(
     partitions: int | None = None,
     address: str | None = None,
     use_ray: bool = True,
+    counter: PretokenCounter | None = None,
 ) -> CountTable:
     """Count the pretokens of Parquet ``shards`` (a folder, glob or list), optionally sampled
     to the byte mixture ``mix`` over ``mix_column``; see the module docstring.
 
-    ``use_ray=False`` runs the same tasks in this process (tests, tiny inputs)."""
+    ``counter``: a ready :class:`PretokenCounter` (e.g. an existing tokenizer's split) instead
+    of ``pretokenizer``. ``use_ray=False`` runs the same tasks in this process (tests)."""
     t0 = time.perf_counter()
-    counter = PretokenCounter(pretokenizer)
+    counter = counter or PretokenCounter(pretokenizer)
+    pretokenizer = counter.name
     files = list_shards(shards)
     weights = parse_mix(mix)
     mixture = Mixture(weights, mix_column) if weights else None

@@ -22,7 +22,14 @@ import numpy as np
 from numba import types
 from numba.typed import Dict
 
-__all__ = ["BPETrainingError", "TrainedBPE", "byte_alphabet", "train_from_counts"]
+__all__ = [
+    "BPETrainingError",
+    "TrainedBPE",
+    "byte_alphabet",
+    "continue_training",
+    "to_tokenizer",
+    "train_from_counts",
+]
 
 _KEY = np.int64(1 << 24)  # pair key a * _KEY + b: token ids below 16.7 M
 _P = np.uint64(1_000_003)  # polynomial string hash (duplicate tokens; verified afterwards)
@@ -190,11 +197,27 @@ def _pop(heap, n):
 
 
 @numba.njit(cache=True)
-def _train(sym, start, length, wcount, tok_hash, tok_pow, n_vocab, vocab_size, min_freq):
+def _train(
+    sym,
+    start,
+    length,
+    wcount,
+    tok_hash,
+    tok_pow,
+    n_vocab,
+    vocab_size,
+    min_freq,
+    mark,
+    restrict,
+    skip_existing,
+):
     """Merges as rows (a, b, new id) until the vocabulary holds ``vocab_size`` tokens.
 
     ``sym`` (the words' symbols, word w at ``start[w] : start[w] + length[w]``) and
-    ``length`` are updated in place. ``tok_hash``/``tok_pow``: the base tokens' string hashes.
+    ``length`` are updated in place. ``tok_hash``/``tok_pow``: the existing tokens' string
+    hashes. ``restrict``: only pairs with a side whose ``mark`` is set may merge (a new token
+    is marked when a side is). ``skip_existing``: a pair whose token string already exists is
+    not merged (extension); otherwise it is, reusing the token (what ``tokenizers`` does).
     """
     n_words = start.shape[0]
     keys = np.full((1 << 17, 2), -1, np.int64)
@@ -224,6 +247,8 @@ def _train(sym, start, length, wcount, tok_hash, tok_pow, n_vocab, vocab_size, m
     tp = np.empty(max(n_tok * 2, 1024), np.uint64)
     th[:n_tok] = tok_hash
     tp[:n_tok] = tok_pow
+    mk = np.zeros(max(n_tok * 2, 1024), np.int8)
+    mk[:n_tok] = mark
     merges = np.empty((max(vocab_size - n_vocab, 16), 3), np.int64)
     nm = 0
     wstamp = np.full(n_words, -1, np.int64)
@@ -240,15 +265,23 @@ def _train(sym, start, length, wcount, tok_hash, tok_pow, n_vocab, vocab_size, m
             continue
         if c < 1 or c < min_freq:
             break
+        if restrict and mk[a] == 0 and mk[b] == 0:
+            pairs[pid, _COUNT] = 0  # never merged (its count stays unreliable: unused)
+            continue
         h = th[a] * tp[b] + th[b]
         hk = np.int64(h)
         r = hashes[hk] if hk in hashes else np.int64(-1)
+        if r >= 0 and skip_existing:
+            pairs[pid, _COUNT] = 0
+            continue
         if r < 0:
             r = n_tok
             th = _grow1(th, n_tok + 1)
             tp = _grow1(tp, n_tok + 1)
+            mk = _grow1(mk, n_tok + 1)
             th[r] = h
             tp[r] = tp[a] * tp[b]
+            mk[r] = 1 if (mk[a] or mk[b]) else 0
             hashes[hk] = r
             n_tok += 1
             n_vocab += 1
@@ -318,16 +351,17 @@ def _train(sym, start, length, wcount, tok_hash, tok_pow, n_vocab, vocab_size, m
 # the Python API
 # ------------------------------------------------------------------------------------------
 def _string_hashes(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    h = np.zeros(len(tokens), np.uint64)
-    p = np.ones(len(tokens), np.uint64)
-    with np.errstate(over="ignore"):
-        for i, t in enumerate(tokens):
-            hv, pv = np.uint64(0), np.uint64(1)
-            for ch in t:
-                hv = hv * _P + np.uint64(ord(ch) + 1)
-                pv = pv * _P
-            h[i], p[i] = hv, pv
-    return h, p
+    """Polynomial hash of each token string and P^len (mod 2^64), as ``_train`` extends them."""
+    mask, p = (1 << 64) - 1, int(_P)
+    hs, ps = [], []
+    for t in tokens:
+        h, pw = 0, 1
+        for ch in t:
+            h = (h * p + ord(ch) + 1) & mask
+            pw = (pw * p) & mask
+        hs.append(h)
+        ps.append(pw)
+    return np.array(hs, dtype=np.uint64), np.array(ps, dtype=np.uint64)
 
 
 def train_from_counts(
@@ -377,20 +411,49 @@ def train_from_counts(
     table = np.full(int(sym_cps.max()) + 1, -1, dtype=np.int64)
     table[sym_cps] = np.arange(len(symbols))
     sym = table[cps]
+    tokens, merges, dups = _run(
+        sym, start, lengths, counts, list(symbols), vocab_size, min_frequency
+    )
+    return TrainedBPE(
+        alphabet=tuple(symbols),
+        merges=tuple(merges),
+        vocab={t: i for i, t in enumerate(tokens)},
+        duplicates=dups,
+    )
 
-    th, tp = _string_hashes(symbols)
+
+def _run(
+    sym: np.ndarray,
+    start: np.ndarray,
+    lengths: np.ndarray,
+    counts: np.ndarray,
+    tokens: list[str],
+    vocab_size: int,
+    min_frequency: int = 0,
+    *,
+    mark: np.ndarray | None = None,
+    skip_existing: bool = False,
+) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Run the compiled trainer; returns (all tokens, the new merges, duplicate merges).
+
+    ``tokens``: the existing tokens' strings by id (``sym`` holds their ids)."""
+    th, tp = _string_hashes(tokens)
+    restrict = mark is not None
     rows = _train(
-        sym,
-        start,
-        lengths.copy(),
-        counts,
+        sym.astype(np.int64),
+        start.astype(np.int64),
+        lengths.astype(np.int64).copy(),
+        counts.astype(np.int64),
         th,
         tp,
-        np.int64(len(symbols)),
+        np.int64(len(tokens)),
         np.int64(vocab_size),
         np.int64(min_frequency),
+        (mark if restrict else np.zeros(len(tokens), np.int8)).astype(np.int8),
+        restrict,
+        skip_existing,
     )
-    tokens = list(symbols)
+    tokens = list(tokens)
     merges: list[tuple[str, str]] = []
     duplicates = 0
     for a, b, r in rows.tolist():
@@ -402,12 +465,46 @@ def train_from_counts(
                 raise BPETrainingError(f"hash collision between tokens {tokens[r]!r} and {s!r}")
             duplicates += 1
         merges.append((tokens[a], tokens[b]))
-    return TrainedBPE(
-        alphabet=tuple(symbols),
-        merges=tuple(merges),
-        vocab={t: i for i, t in enumerate(tokens)},
-        duplicates=duplicates,
+    return tokens, merges, duplicates
+
+
+def continue_training(
+    tokens: Sequence[str],
+    encoded: Sequence[Sequence[int]],
+    counts: Sequence[int] | np.ndarray,
+    n_new: int,
+    *,
+    mark: Sequence[bool] | np.ndarray | None = None,
+    min_frequency: int = 0,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Continue BPE training from an existing vocabulary: up to ``n_new`` new tokens.
+
+    ``tokens``: the existing tokens' strings by id; ``encoded``: each distinct word already
+    tokenized by the existing model (its merges pre-applied), with ``counts``. A pair whose
+    token already exists is not merged (the extension only adds new tokens). ``mark``: when
+    given, only pairs with a marked side may merge (e.g. tokens holding Hangul bytes), so
+    that text without marked tokens encodes exactly as before. Returns (new merges, new
+    tokens), in order.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    start = np.zeros(len(encoded), dtype=np.int64)
+    if len(encoded):
+        np.cumsum(lengths[:-1], out=start[1:])
+    sym = np.fromiter((t for seq in encoded for t in seq), dtype=np.int64, count=int(lengths.sum()))
+    m = None if mark is None else np.asarray(mark, dtype=np.int8)
+    all_tokens, merges, _ = _run(
+        sym,
+        start,
+        lengths,
+        counts,
+        list(tokens),
+        len(tokens) + n_new,
+        min_frequency,
+        mark=m,
+        skip_existing=True,
     )
+    return merges, all_tokens[len(tokens) :]
 
 
 def to_tokenizer(trained: TrainedBPE, pretokenizer: str):
