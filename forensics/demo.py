@@ -201,3 +201,153 @@ def run_demo(
         result=result,
         timings=timings,
     )
+
+
+#: categories of the end-to-end demo: the sample's natural languages that keep the most text
+#: through the pipeline's quality filters (code documents are filtered out as non-prose)
+PIPELINE_DEMO_CATEGORIES = ("en", "ko", "de", "ru", "zh")
+
+
+def _split_by_id(ids: Sequence[str], seed: int) -> np.ndarray:
+    """A deterministic half of the documents (True: training side), by a hash of id + seed."""
+    import xxhash
+
+    return np.array(
+        [xxhash.xxh3_64_intdigest(f"{seed}:{i}".encode()) & 1 == 0 for i in ids], dtype=bool
+    )
+
+
+def run_pipeline_demo(
+    sample_dir: str | Path = DEFAULT_SAMPLE_DIR,
+    *,
+    workdir: str | Path,
+    n: int = 5,
+    names: Sequence[str] | None = None,
+    vocab_size: int = 4000,
+    seed: int = 0,
+    pretokenizer: str = "bytelevel-digits",
+    solver: str = "highs",
+    address: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_count_progress: Callable[[dict], None] | None = None,
+    on_lp_progress: Callable[[dict], None] | None = None,
+    **lp_options: Any,
+) -> DemoResult:
+    """The product end to end on the bundled sample (``mixtrace demo``):
+
+    1. the corpus pipeline (:func:`pipeline.executor.run_pipeline`) cleans, deduplicates and
+       shards every sample file into ``workdir/pipeline`` (each document's ``source`` is its
+       file's category);
+    2. the kept documents of ``n`` categories are split in two by a hash of their id: the
+       training side is written as Parquet shards, the attacker side per category;
+    3. ``mixtrace bpe train`` (:func:`pipeline.bpe.train.train_from_shards`) counts the
+       training shards on Ray with a byte mixture drawn from the simplex over ``source`` and
+       trains a byte-level BPE from the counts;
+    4. ``mixtrace infer`` (:func:`~forensics.infer.infer_mixture`) recovers the mixture from the
+       tokenizer and the attacker side; the truth is the bytes the trainer actually used.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.bpe.count import BPEInputError
+    from pipeline.bpe.train import train_from_shards
+    from pipeline.config import ConfigError, load_config
+    from pipeline.executor import run_pipeline
+
+    say = progress or (lambda _m: None)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    root = Path(workdir)
+    cfg = load_config(
+        None,
+        inputs=[{"path": str(sample_dir)}],
+        output=str(root / "pipeline"),
+        executor={"address": address} if address else None,
+    )
+    t0 = time.perf_counter()
+    try:
+        report = run_pipeline(cfg, overwrite=True, progress=say)
+    except (ConfigError, FileNotFoundError) as e:
+        raise ForensicsInputError(f"pipeline: {e}") from None
+    timings["pipeline"] = time.perf_counter() - t0
+    say(
+        f"pipeline: kept {report['kept_documents']:,} of {report['input_documents']:,} "
+        f"documents ({report['kept_bytes'] / 1e6:.2f} MB)"
+    )
+
+    table = pq.read_table(str(root / "pipeline" / "data"), columns=["id", "text", "source"])
+    kept = table.group_by("source").aggregate([("id", "count")]).to_pylist()
+    available = sorted(r["source"] for r in kept if r["id_count"] >= 4)
+    if names is None and n == len(PIPELINE_DEMO_CATEGORIES):
+        names = [c for c in PIPELINE_DEMO_CATEGORIES if c in available] or None
+    chosen = pick_categories(available, n, seed, names)
+    weights_arr = np.random.default_rng([seed, 2]).dirichlet(np.ones(len(chosen)))
+    weights = {c: float(w) for c, w in zip(chosen, weights_arr, strict=True)}
+
+    rows = table.to_pylist()
+    train_rows, attack_files = [], {}
+    (root / "attack").mkdir(parents=True, exist_ok=True)
+    for c in chosen:
+        docs = [r for r in rows if r["source"] == c]
+        side = _split_by_id([r["id"] for r in docs], seed)
+        train_rows += [r for r, s in zip(docs, side.tolist(), strict=True) if s]
+        attack = [r for r, s in zip(docs, side.tolist(), strict=True) if not s]
+        path = root / "attack" / f"{c}.parquet"
+        pq.write_table(pa.Table.from_pylist(attack), path)
+        attack_files[c] = str(path)
+    (root / "train-shards").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(train_rows), root / "train-shards" / "part-00000.parquet")
+
+    t0 = time.perf_counter()
+    mix = ",".join(f"{c}={w!r}" for c, w in weights.items())
+    try:
+        trained = train_from_shards(
+            str(root / "train-shards"),
+            vocab_size,
+            pretokenizer=pretokenizer,
+            mix=mix,
+            mix_column="source",
+            out=str(root / "tokenizer"),
+            address=address,
+        )
+    except BPEInputError as e:
+        raise ForensicsInputError(f"bpe train: {e}") from None
+    timings["train"] = time.perf_counter() - t0
+    counting = trained.report["counting"]
+    say(
+        f"bpe train: {counting['total_bytes'] / 1e6:.2f} MB of the training side in the mixture "
+        + ", ".join(f"{c} {w:.3f}" for c, w in weights.items())
+        + f"; {trained.report['training']['merges']:,} merges"
+    )
+
+    t0 = time.perf_counter()
+    result = infer_mixture(
+        str(root / "tokenizer" / "tokenizer.json"),
+        attack_files,
+        sample_bytes=1e12,
+        solver=solver,
+        address=address,
+        on_count_progress=on_count_progress,
+        on_lp_progress=on_lp_progress,
+        **lp_options,
+    )
+    timings["infer"] = time.perf_counter() - t0
+    true_bytes = {c: int(counting["bytes"].get(c, 0)) for c in chosen}
+    truth = {c: float(counting["true_mixture"].get(c, 0.0)) for c in chosen}
+    est = result.mixture_bytes
+    mse = float(np.mean([(truth[c] - est[c]) ** 2 for c in chosen]))
+    timings["total"] = time.perf_counter() - t_start
+    return DemoResult(
+        names=chosen,
+        weights=weights,
+        true_bytes=true_bytes,
+        truth=truth,
+        estimate=dict(est),
+        mse=mse,
+        log10_mse=math.log10(mse) if mse > 0 else float("-inf"),
+        vocab_size=vocab_size,
+        n_merges=int(result.tokenizer["n_merges"]),
+        seed=seed,
+        result=result,
+        timings=timings,
+    )

@@ -350,16 +350,30 @@ def demo(
     names: Annotated[
         str | None, typer.Option("--names", help="Comma-separated categories (overrides --n).")
     ] = None,
-    vocab_size: VocabOpt = 5000,
+    vocab_size: VocabOpt = 4000,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the categories, weights and split.")
     ] = 0,
     bytes_per_category: Annotated[
         int,
         typer.Option(
-            "--bytes-per-category", min=1000, help="Training text per category (average)."
+            "--bytes-per-category",
+            min=1000,
+            help="Training text per category (average; --no-pipeline only).",
         ),
     ] = 150_000,
+    use_pipeline: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline/--no-pipeline",
+            help="Run the corpus pipeline and 'bpe train' on its shards first (default), or "
+            "train directly on the raw sample files.",
+        ),
+    ] = True,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Keep the pipeline output, shards and tokenizer here."),
+    ] = None,
     solver: SolverOpt = Solver.highs,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write truth and estimate here.")
@@ -368,27 +382,42 @@ def demo(
     lp_method: LPMethodOpt = LPMethod.auto,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a BPE on a known mixture of sample categories and infer the mixture back."""
-    from forensics.demo import DEFAULT_SAMPLE_DIR, run_demo
+    """The main job on the bundled sample: the corpus pipeline cleans and shards it, a BPE is
+    trained on a known mixture of its shards, and the mixture is inferred back."""
+    import tempfile
+
+    from forensics.demo import DEFAULT_SAMPLE_DIR, run_demo, run_pipeline_demo
     from forensics.infer import ForensicsError
     from forensics.report import diagnostics_panel
 
     chosen = [c.strip() for c in names.split(",") if c.strip()] if names else None
     try:
-        with _Progress(enabled=not quiet) as prog:
-            res = run_demo(
-                categories or DEFAULT_SAMPLE_DIR,
+        with _Progress(enabled=not quiet) as prog, tempfile.TemporaryDirectory() as tmp:
+            common = dict(
                 n=n,
                 names=chosen,
                 vocab_size=vocab_size,
                 seed=seed,
-                bytes_per_category=bytes_per_category,
                 solver=solver.value,
                 address=address,
                 on_count_progress=prog.count,
                 on_lp_progress=prog.lp,
                 method=lp_method.value,
             )
+            if use_pipeline:
+                res = run_pipeline_demo(
+                    categories or DEFAULT_SAMPLE_DIR,
+                    workdir=workdir or tmp,
+                    progress=None if quiet else lambda m: _err_console().print(escape(m)),
+                    **common,
+                )
+            else:
+                res = run_demo(
+                    categories or DEFAULT_SAMPLE_DIR,
+                    bytes_per_category=bytes_per_category,
+                    workdir=workdir,
+                    **common,
+                )
     except ForensicsError as e:
         raise _fail(str(e)) from None
     out = Console()

@@ -172,6 +172,7 @@ def test_demo_cli_small(ray_session, tmp_path):
         app,
         [
             "demo",
+            "--no-pipeline",
             "--vocab-size",
             "1000",
             "--bytes-per-category",

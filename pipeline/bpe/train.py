@@ -85,7 +85,15 @@ def train_from_shards(
         address=address,
         use_ray=use_ray,
     )
-    tok_json, train_report = train_from_table(table, vocab_size, min_frequency=min_frequency)
+    if use_ray:  # a worker trains: the driver never holds the trainer's arrays
+        import ray
+
+        task = ray.remote(num_cpus=1)(train_from_table)
+        tok_json, train_report = ray.get(
+            task.remote(table, vocab_size, min_frequency=min_frequency)
+        )
+    else:
+        tok_json, train_report = train_from_table(table, vocab_size, min_frequency=min_frequency)
     report = {"pretokenizer": pretokenizer, "counting": table.stats, "training": train_report}
     if out:
         import fsspec

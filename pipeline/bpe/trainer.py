@@ -14,6 +14,7 @@ reference is ``tokenizers`` itself: the tests compare all three on real corpora.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ import numba
 import numpy as np
 from numba import types
 from numba.typed import Dict
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BPETrainingError",
@@ -67,7 +70,7 @@ def byte_alphabet() -> list[str]:
 def _grow2(a, n):
     if n <= a.shape[0]:
         return a
-    b = np.empty((max(n, 2 * a.shape[0]), a.shape[1]), a.dtype)
+    b = np.empty((max(n, a.shape[0] + a.shape[0] // 2), a.shape[1]), a.dtype)
     b[: a.shape[0]] = a
     return b
 
@@ -76,7 +79,7 @@ def _grow2(a, n):
 def _grow1(a, n):
     if n <= a.shape[0]:
         return a
-    b = np.empty(max(n, 2 * a.shape[0]), a.dtype)
+    b = np.empty(max(n, a.shape[0] + a.shape[0] // 2), a.dtype)
     b[: a.shape[0]] = a
     return b
 
@@ -140,34 +143,34 @@ def _post(pairs, post, npost, pid, w):
 
 
 @numba.njit(cache=True)
-def _before(heap, i, j):
+def _before(heap, pairs, i, j):
     """Whether heap entry i pops before j: higher count, then smaller (a, b)."""
     if heap[i, 0] != heap[j, 0]:
         return heap[i, 0] > heap[j, 0]
-    if heap[i, 1] != heap[j, 1]:
-        return heap[i, 1] < heap[j, 1]
-    return heap[i, 2] < heap[j, 2]
+    pi, pj = heap[i, 1], heap[j, 1]
+    if pairs[pi, _A] != pairs[pj, _A]:
+        return pairs[pi, _A] < pairs[pj, _A]
+    return pairs[pi, _B] < pairs[pj, _B]
 
 
 @numba.njit(cache=True)
 def _swap(heap, i, j):
-    for c in range(4):
+    for c in range(2):
         t = heap[i, c]
         heap[i, c] = heap[j, c]
         heap[j, c] = t
 
 
 @numba.njit(cache=True)
-def _push(heap, n, count, a, b, pid):
+def _push(heap, pairs, n, count, pid):
+    """Heap rows are (count, pair id)."""
     heap = _grow2(heap, n + 1)
     heap[n, 0] = count
-    heap[n, 1] = a
-    heap[n, 2] = b
-    heap[n, 3] = pid
+    heap[n, 1] = pid
     i = n
     while i > 0:
         parent = (i - 1) // 2
-        if _before(heap, i, parent):
+        if _before(heap, pairs, i, parent):
             _swap(heap, i, parent)
             i = parent
         else:
@@ -176,7 +179,7 @@ def _push(heap, n, count, a, b, pid):
 
 
 @numba.njit(cache=True)
-def _pop(heap, n):
+def _pop(heap, pairs, n):
     """Move the top entry to row n - 1 (read it there) and restore the heap of n - 1 rows."""
     n -= 1
     _swap(heap, 0, n)
@@ -186,9 +189,9 @@ def _pop(heap, n):
         if left >= n:
             break
         best = left
-        if left + 1 < n and _before(heap, left + 1, left):
+        if left + 1 < n and _before(heap, pairs, left + 1, left):
             best = left + 1
-        if _before(heap, best, i):
+        if _before(heap, pairs, best, i):
             _swap(heap, i, best)
             i = best
         else:
@@ -199,6 +202,7 @@ def _pop(heap, n):
 @numba.njit(cache=True)
 def _train(
     sym,
+    post0,
     start,
     length,
     wcount,
@@ -221,9 +225,10 @@ def _train(
     """
     n_words = start.shape[0]
     keys = np.full((1 << 17, 2), -1, np.int64)
-    pairs = np.empty((1 << 16, 6), np.int64)
+    n_sym = sym.shape[0]
+    pairs = np.empty((max(1 << 12, n_sym // 4), 6), np.int64)
     npairs = 0
-    post = np.empty((1 << 18, 2), np.int64)
+    post = post0  # (word, next) rows; int32 when the caller knows they fit
     npost = 0
     for w in range(n_words):
         s0 = start[w]
@@ -231,13 +236,11 @@ def _train(
             pid, keys, pairs, npairs = _pair(keys, pairs, npairs, sym[i], sym[i + 1])
             pairs[pid, _COUNT] += wcount[w]
             post, npost = _post(pairs, post, npost, pid, w)
-    heap = np.empty((max(npairs, 16), 4), np.int64)
+    heap = np.empty((max(npairs, 16), 2), np.int64)
     nheap = 0
     for pid in range(npairs):
         if pairs[pid, _COUNT] > 0:
-            heap, nheap = _push(
-                heap, nheap, pairs[pid, _COUNT], pairs[pid, _A], pairs[pid, _B], pid
-            )
+            heap, nheap = _push(heap, pairs, nheap, pairs[pid, _COUNT], pid)
 
     n_tok = tok_hash.shape[0]
     hashes = Dict.empty(key_type=types.int64, value_type=types.int64)
@@ -255,13 +258,13 @@ def _train(
     changed = np.empty(1024, np.int64)
     step = 0
     while n_vocab < vocab_size and nheap > 0:
-        nheap = _pop(heap, nheap)
+        nheap = _pop(heap, pairs, nheap)
         c = heap[nheap, 0]
-        a = heap[nheap, 1]
-        b = heap[nheap, 2]
-        pid = heap[nheap, 3]
+        pid = heap[nheap, 1]
+        a = pairs[pid, _A]
+        b = pairs[pid, _B]
         if c != pairs[pid, _COUNT]:
-            heap, nheap = _push(heap, nheap, pairs[pid, _COUNT], a, b, pid)
+            heap, nheap = _push(heap, pairs, nheap, pairs[pid, _COUNT], pid)
             continue
         if c < 1 or c < min_freq:
             break
@@ -343,8 +346,9 @@ def _train(
         for k in range(nchanged):
             q = changed[k]
             if pairs[q, _COUNT] > 0:
-                heap, nheap = _push(heap, nheap, pairs[q, _COUNT], pairs[q, _A], pairs[q, _B], q)
-    return merges[:nm].copy()
+                heap, nheap = _push(heap, pairs, nheap, pairs[q, _COUNT], q)
+    stats = np.array([npairs, npost, heap.shape[0], keys.shape[0], pairs.shape[0], post.shape[0]])
+    return merges[:nm].copy(), stats
 
 
 # ------------------------------------------------------------------------------------------
@@ -408,9 +412,10 @@ def train_from_counts(
     if len(words):
         np.cumsum(lengths[:-1], out=start[1:])
     sym_cps = np.array([ord(s) for s in symbols], dtype=np.int64)
-    table = np.full(int(sym_cps.max()) + 1, -1, dtype=np.int64)
-    table[sym_cps] = np.arange(len(symbols))
+    table = np.full(int(sym_cps.max()) + 1, -1, dtype=np.int32)
+    table[sym_cps] = np.arange(len(symbols), dtype=np.int32)
     sym = table[cps]
+    del cps
     tokens, merges, dups = _run(
         sym, start, lengths, counts, list(symbols), vocab_size, min_frequency
     )
@@ -439,8 +444,13 @@ def _run(
     ``tokens``: the existing tokens' strings by id (``sym`` holds their ids)."""
     th, tp = _string_hashes(tokens)
     restrict = mark is not None
-    rows = _train(
-        sym.astype(np.int64),
+    n_sym = len(sym)
+    # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
+    wide = 3 * n_sym + len(start) >= (1 << 31) - 1
+    post0 = np.empty((max(1024, n_sym + n_sym // 4), 2), np.int64 if wide else np.int32)
+    rows, stats = _train(
+        sym.astype(np.int32, copy=False),
+        post0,
         start.astype(np.int64),
         lengths.astype(np.int64).copy(),
         counts.astype(np.int64),
@@ -452,6 +462,10 @@ def _run(
         (mark if restrict else np.zeros(len(tokens), np.int8)).astype(np.int8),
         restrict,
         skip_existing,
+    )
+    logger.debug(
+        "trainer arrays: %d pairs, %d postings, heap %d rows, %d hash slots (capacities %d, %d)",
+        *stats.tolist(),
     )
     tokens = list(tokens)
     merges: list[tuple[str, str]] = []
