@@ -271,12 +271,17 @@ def extension_check() -> None:
     a = sum(len(e.ids) for e in base.encode_batch(texts))
     b = sum(len(e.ids) for e in ext.encode_batch(texts))
     checks = res.report["unchanged_checks"]
+    hangul = [any(0xAC00 <= ord(ch) <= 0xD7A3 for ch in t) for t in en]
+    plain = [c for c, h in zip(checks, hangul, strict=True) if not h]
+    with_h = [c for c, h in zip(checks, hangul, strict=True) if h]
     print(
         f"extension of GPT-2 on {sum(len(d['text'].encode()) for d in train) / 1e6:.1f} MB of "
         f"Korean (asked 20,000; added {len(res.new_tokens):,} of count >= 2) in {wall:.1f} s: "
         f"held-out Korean {a / chars:.3f} -> {b / chars:.3f} tokens per character "
         f"({100 * (1 - b / a):.0f} % fewer); English documents encoded identically: "
-        f"{sum(c['identical'] for c in checks)}/{len(checks)}; unreachable new tokens: "
+        f"{sum(c['identical'] for c in plain)}/{len(plain)} without Hangul, "
+        f"{sum(c['identical'] for c in with_h)}/{len(with_h)} with Hangul syllables (they may "
+        f"use the new tokens); unreachable new tokens: "
         f"{len(res.report['unreachable_new_tokens'])}"
     )
 

@@ -223,17 +223,31 @@ def test_bad_shards_are_named(tmp_path, corpus):
         count_shards(str(bad), use_ray=False)
 
 
-def test_pretokenizer_matches_the_tokenizer(corpus):
-    """The counter splits text exactly as the trained tokenizer's own pre-tokenizer."""
-    text = corpus["code-python"][0]["text"][:2000]
-    for name in ("gpt2", "cl100k", "bytelevel-digits"):
-        tok = byte_level_tokenizer(name)
-        want = Counter(
+@pytest.mark.parametrize("name", ["gpt2", "cl100k", "bytelevel-digits"])
+def test_pretokenizer_matches_the_tokenizer(corpus, name):
+    """Both counting paths split text exactly as the trained tokenizer's own pre-tokenizer
+    fed line by line: real text of five languages, and random strings of tricky characters
+    (every kind of Unicode space, \\r, digits of other scripts, contractions in any case)."""
+    tok = byte_level_tokenizer(name)
+
+    def reference(text):
+        return Counter(
             p
             for line in re.findall(r"[^\n]*\n|[^\n]+", text)
             for p, _ in tok.pre_tokenizer.pre_tokenize_str(line)
         )
-        assert PretokenCounter(name).count([text]) == want
+
+    fast, slow = PretokenCounter(name), PretokenCounter(name, fast=False)
+    assert fast.fast and not slow.fast
+    texts = [d["text"] for docs in corpus.values() for d in docs[:10]]
+    want = sum((reference(t) for t in texts), Counter())
+    assert fast.count(texts) == want and slow.count(texts) == want
+    chars = list(" \t\n\r\x0b\x0c\x85\u2028\u2029\u00a0\u3000\u200b\u1680")
+    chars += [*"aZé한字ア٣5۴²½'sStTlLdDmMvVrRe.,!?-_()\"", "\u0301", "\U0001f600", "\x00"]
+    rng = random.Random(1)
+    for _ in range(1500):
+        s = "".join(rng.choice(chars) for _ in range(rng.randint(1, 40)))
+        assert fast.count([s]) == reference(s), repr(s)
 
 
 # ------------------------------------------------------------------------------------------
