@@ -203,6 +203,8 @@ def _pop(heap, pairs, n):
 def _train(
     sym,
     post0,
+    pairs0,
+    heap0,
     start,
     length,
     wcount,
@@ -225,8 +227,7 @@ def _train(
     """
     n_words = start.shape[0]
     keys = np.full((1 << 17, 2), -1, np.int64)
-    n_sym = sym.shape[0]
-    pairs = np.empty((max(1 << 12, n_sym // 4), 6), np.int64)
+    pairs = pairs0  # allocated by the caller at their upper bound (see _run)
     npairs = 0
     post = post0  # (word, next) rows; int32 when the caller knows they fit
     npost = 0
@@ -236,7 +237,7 @@ def _train(
             pid, keys, pairs, npairs = _pair(keys, pairs, npairs, sym[i], sym[i + 1])
             pairs[pid, _COUNT] += wcount[w]
             post, npost = _post(pairs, post, npost, pid, w)
-    heap = np.empty((max(npairs, 16), 2), np.int64)
+    heap = heap0
     nheap = 0
     for pid in range(npairs):
         if pairs[pid, _COUNT] > 0:
@@ -447,10 +448,19 @@ def _run(
     n_sym = len(sym)
     # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
     wide = 3 * n_sym + len(start) >= (1 << 31) - 1
-    post0 = np.empty((max(1024, n_sym + n_sym // 4), 2), np.int64 if wide else np.int32)
+    # capacities at their upper bounds (pairs, postings and heap entries: at most the initial
+    # ones plus two per merged occurrence, < 3 per symbol), allocated here by numpy: pages
+    # never written are never resident, and no array is ever copied to grow (numba's own
+    # np.empty writes its pages)
+    bound = 3 * n_sym + 16
+    post0 = np.empty((bound, 2), np.int64 if wide else np.int32)
+    pairs0 = np.empty((bound, 6), np.int64)
+    heap0 = np.empty((2 * bound, 2), np.int64)
     rows, stats = _train(
         sym.astype(np.int32, copy=False),
         post0,
+        pairs0,
+        heap0,
         start.astype(np.int64),
         lengths.astype(np.int64).copy(),
         counts.astype(np.int64),
