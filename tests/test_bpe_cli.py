@@ -144,3 +144,33 @@ def test_bpe_extend_and_report_cli(tmp_path, shared_tokenizers):
         ],
     )
     assert bad.exit_code == 2 and "not a byte-level BPE" in bad.output
+
+
+def test_bpe_job_entrypoint_count_then_train(tmp_path, ray_session, capsys):
+    """jobs.bpe: count on Ray into a table, then train from the table (two jobs)."""
+    from jobs.bpe import main
+
+    shards = _shards(tmp_path / "shards")
+    cfg = tmp_path / "count.yaml"
+    cfg.write_text(
+        f"shards: {shards}\nout: {tmp_path / 'job'}\npretokenizer: gpt2\n"
+        "mix: {ko: 0.5, en: 0.5}\n",
+        "utf-8",
+    )
+    assert main(["count", str(cfg)]) == 0
+    assert (tmp_path / "job" / "counts" / "counts.json").is_file()
+    train = tmp_path / "train.yaml"
+    train.write_text(
+        f"counts: {tmp_path / 'job' / 'counts'}\nout: {tmp_path / 'tok'}\nvocab_size: 1000\n",
+        "utf-8",
+    )
+    assert main(["train", str(train)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["merges"] == 1000 - 256
+    assert set(summary["true_mixture"]) == {"ko", "en"}
+    tok = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
+    assert len(tok["model"]["merges"]) == 744
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("out: x\nvocab: 10\n", "utf-8")
+    assert main(["train", str(bad)]) == 2
+    assert "unknown key(s) vocab" in capsys.readouterr().err

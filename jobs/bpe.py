@@ -1,0 +1,137 @@
+"""Ray job entrypoints of BPE training (count on a cluster, then train from the counts).
+
+    python -m jobs.bpe count config.yaml [--address ADDR]
+    python -m jobs.bpe train config.yaml [--address ADDR]
+    ray job submit --address http://head:8265 --working-dir . -- python -m jobs.bpe train config.yaml
+
+The config (YAML)::
+
+    shards: s3://bucket/clean/data/          # Parquet shards of the pipeline (folder, glob, list)
+    out: s3://bucket/tokenizers/ko-en-64k    # output folder (fsspec URL)
+    vocab_size: 64000                        # train only
+    pretokenizer: gpt2                       # gpt2 | cl100k | bytelevel-digits
+    mix: {ko: 0.6, en: 0.3, "code*": 0.1}    # optional byte mixture over mix_column
+    mix_column: lang
+    min_count: 1
+    counts: s3://bucket/counts/ko-en         # train: read this count table instead of counting
+
+``count`` writes ``OUT/counts/`` (part-*.parquet, counts.json); ``train`` writes
+``OUT/tokenizer.json``, ``OUT/counts/`` (when it counted) and ``OUT/train_report.json``.
+Prints a one-line JSON summary; exits 2 on a configuration or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+__all__ = ["main"]
+
+_KEYS = {
+    "shards",
+    "out",
+    "vocab_size",
+    "pretokenizer",
+    "mix",
+    "mix_column",
+    "min_count",
+    "min_frequency",
+    "text_field",
+    "counts",
+}
+
+
+def _load(path: str) -> dict[str, Any]:
+    import fsspec
+    import yaml
+
+    from pipeline.bpe.count import BPEInputError
+
+    try:
+        with fsspec.open(path, "r", encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise BPEInputError(f"{path}: cannot read the config ({e})") from None
+    if not isinstance(cfg, dict):
+        raise BPEInputError(f"{path}: the config must be a mapping")
+    unknown = sorted(set(cfg) - _KEYS)
+    if unknown:
+        raise BPEInputError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    if not cfg.get("out"):
+        raise BPEInputError(f"{path}: 'out' (the output folder) is required")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m jobs.bpe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["count", "train"])
+    ap.add_argument("config", help="job config (YAML, local path or fsspec URL)")
+    ap.add_argument("--address", default=None, help="Ray address (else RAY_ADDRESS, else local)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from pipeline.bpe.count import BPEInputError, CountTable, count_shards
+    from pipeline.bpe.train import train_from_shards, train_from_table
+
+    try:
+        cfg = _load(args.config)
+        out = str(cfg["out"]).rstrip("/")
+        common = {
+            "mix": cfg.get("mix"),
+            "mix_column": cfg.get("mix_column", "lang"),
+            "text_field": cfg.get("text_field", "text"),
+            "min_count": int(cfg.get("min_count", 1)),
+            "address": args.address,
+        }
+        if args.command == "count" or not cfg.get("counts"):
+            if not cfg.get("shards"):
+                raise BPEInputError(f"{args.config}: 'shards' is required")
+        if args.command == "count":
+            table = count_shards(cfg["shards"], cfg.get("pretokenizer", "gpt2"), **common)
+            table.write(f"{out}/counts")
+            summary = {"counts": f"{out}/counts", "words": table.num_words, **table.stats}
+        else:
+            vocab = cfg.get("vocab_size")
+            if not isinstance(vocab, int):
+                raise BPEInputError(f"{args.config}: 'vocab_size' (an integer) is required")
+            if cfg.get("counts"):
+                import fsspec
+
+                table = CountTable.read(str(cfg["counts"]))
+                tok, rep = train_from_table(
+                    table, vocab, min_frequency=int(cfg.get("min_frequency", 0))
+                )
+                fs, root = fsspec.core.url_to_fs(out)
+                fs.makedirs(root, exist_ok=True)
+                with fs.open(f"{root}/tokenizer.json", "w") as fh:
+                    fh.write(tok)
+                report = {"counting": table.stats, "training": rep}
+                with fs.open(f"{root}/train_report.json", "w") as fh:
+                    json.dump(report, fh, indent=2, ensure_ascii=False)
+            else:
+                res = train_from_shards(
+                    cfg["shards"],
+                    vocab,
+                    pretokenizer=cfg.get("pretokenizer", "gpt2"),
+                    min_frequency=int(cfg.get("min_frequency", 0)),
+                    out=out,
+                    **common,
+                )
+                report = res.report
+            summary = {
+                "tokenizer": f"{out}/tokenizer.json",
+                "merges": report["training"]["merges"],
+                "true_mixture": report["counting"].get("true_mixture"),
+            }
+    except BPEInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
