@@ -147,6 +147,12 @@ def test_train_from_shards_in_process_matches_hf(tmp_path, corpus):
     tok = Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
     s = "안녕하세요, world 123"
     assert tok.decode(tok.encode(s).ids) == s
+    # and in transformers (a standard tokenizer.json: no custom code, no remote code)
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tok" / "tokenizer.json"))
+    assert fast(s)["input_ids"] == tok.encode(s).ids
+    assert fast.decode(fast(s)["input_ids"]) == s
 
 
 def test_count_shards_on_ray_partitions_and_mixture(tmp_path, corpus, ray_session):
