@@ -14,6 +14,7 @@ if str(ROOT) not in sys.path:  # `pytest` without `python -m`: make the packages
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download from a hub
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

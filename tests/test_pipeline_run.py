@@ -55,7 +55,19 @@ def test_cli_end_to_end_on_sample(ray_session, tmp_path):
         assert col in df.columns
     assert set(df["lang"].unique()) >= {"ko", "en", "de", "ja", "zh"}
     assert ds.dataset(out / "data").count_rows() == len(kept)
-    # (Ray Data itself cannot be imported here: it needs pandas, which is not installed)
+    # ... by Hugging Face datasets (local Parquet, offline) and by Ray Data
+    import datasets
+
+    hf = datasets.load_dataset(
+        "parquet",
+        data_files=sorted(str(p) for p in (out / "data").glob("*.parquet")),
+        split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    assert hf.num_rows == len(kept) and sorted(hf["id"]) == sorted(kept)
+    rd = ray_session.data.read_parquet(str(out / "data"))
+    assert rd.count() == len(kept)
+    assert sorted(r["id"] for r in rd.select_columns(["id"]).take_all()) == sorted(kept)
     # manifest: files, rows, bytes, checksums
     man = _manifest(out)
     assert man["rows"] == len(kept) and all(len(f["sha256"]) == 64 for f in man["files"])
