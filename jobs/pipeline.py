@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, **over)
         report = run_pipeline(cfg, overwrite=args.overwrite, progress=print)
     except (ConfigError, FileNotFoundError) as exc:
+        if isinstance(exc, FileNotFoundError) and not exc.filename:  # no file named: where?
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     head = {

@@ -80,7 +80,7 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 def _logs(tmp: Path) -> str:
     out = []
-    for name in ("ray-start.out", "ray-start.err"):
+    for name in ("ray-start.out", "ray-start.err", "worker0.err", "worker1.err"):
         out.append(f"--- {name}\n{_tail(tmp / name)}")
     logs = sorted(tmp.glob("session_*/logs"))
     if logs:
@@ -123,6 +123,28 @@ def _stop_group(proc: subprocess.Popen) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.2)
+
+
+def _worker_cmd(gcs: int, tmp: Path) -> list[str]:
+    """``ray start`` of a worker node: its own ports for everything with a fixed default and
+    its own temporary folder (two nodes of one machine must not share runtime-env files)."""
+    agent, grpc, env_agent, metrics = _free_ports(4)
+    tmp.mkdir(parents=True, exist_ok=True)
+    return [
+        *_ray_cli(),
+        "start",
+        "--block",
+        f"--address=127.0.0.1:{gcs}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={grpc}",
+        f"--runtime-env-agent-port={env_agent}",
+        f"--metrics-export-port={metrics}",
+        f"--temp-dir={tmp}",
+        "--disable-usage-stats",
+    ]
 
 
 def test_ray_job_submit_runs_the_pipeline(ray_session, monkeypatch):
