@@ -253,6 +253,7 @@ def run_pipeline_demo(
     from pipeline.bpe.train import train_from_shards
     from pipeline.config import ConfigError, load_config
     from pipeline.executor import run_pipeline
+    from pipeline.paths import safe_component
 
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
@@ -292,7 +293,7 @@ def run_pipeline_demo(
         side = _split_by_id([r["id"] for r in docs], seed)
         train_rows += [r for r, s in zip(docs, side.tolist(), strict=True) if s]
         attack = [r for r, s in zip(docs, side.tolist(), strict=True) if not s]
-        path = root / "attack" / f"{c}.parquet"
+        path = root / "attack" / f"{safe_component(c)}.parquet"
         pq.write_table(pa.Table.from_pylist(attack), path)
         attack_files[c] = str(path)
     (root / "train-shards").mkdir(parents=True, exist_ok=True)

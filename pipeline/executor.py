@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import ConfigError, build_steps, fingerprint
+from pipeline.paths import safe_component
 from pipeline.readers import ReadErrors, expand_paths, iter_documents, strip_known_extensions
 from pipeline.report import build_report, dumps, write_funnel_png
 from pipeline.steps import StepStats
@@ -132,7 +132,7 @@ def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict
             seen.add(url)
             stem = strip_known_extensions(url)
             i = len(shards)
-            label = f"{i:05d}-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60]
+            label = f"{i:05d}-" + safe_component(stem)[:60]
             shards.append(
                 {
                     "index": i,
@@ -404,7 +404,7 @@ def write_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
     def writer_for(lang: str | None) -> ShardWriter:
         key = lang if wcfg["partition_by_lang"] else ""
         if key not in writers:
-            folder = "data" if not key else f"data/{re.sub(r'[^A-Za-z0-9_-]+', '_', key or 'und')}"
+            folder = "data" if not key else f"data/{safe_component(key or 'und')}"
             writers[key] = ShardWriter(
                 fs,
                 root,

@@ -435,8 +435,14 @@ class CountTable:
                 meta = json.load(fh)
         except FileNotFoundError:
             raise BPEInputError(f"{folder}: no counts.json (not a count table)") from None
+        from pipeline.paths import UnsafePathError, check_component
+
         parts = []
         for name in meta.get("files", []):
+            try:
+                check_component(name, what=f"{folder}/counts.json lists a file")
+            except UnsafePathError as e:
+                raise BPEInputError(str(e)) from None
             with fs.open(f"{root}/{name}", "rb") as fh:
                 t = pq.read_table(fh)
             if t.schema.names[:2] != ["word", "count"]:
