@@ -3,14 +3,22 @@
 One *trial* (:func:`run_trial`, what a Ray task runs) follows Hayase et al. (2024, §5):
 
 1. draw ``n`` categories of the pool and their weights uniformly from the simplex;
-2. split each category's documents (``2 × bytes_per_category`` read) into disjoint training and
-   attacker halves;
+2. split each category's documents into disjoint attacker and training parts: with
+   ``split="rest"`` (default) the attacker gets ``bytes_per_category`` of randomly chosen whole
+   documents and the training side the rest of what is read (up to ``bytes_per_category +
+   train_bytes`` per category, i.e. all of a ~3 MB corpus file); ``split="halves"`` (the first
+   protocol) reads ``2 × bytes_per_category`` and halves it;
 3. train a BPE tokenizer (``trainer``: byte-level with digits split, GPT-2 byte-level, or
-   SentencePiece BPE) on the weighted mixture of the training halves (``train_bytes`` in all);
+   SentencePiece BPE) on the weighted mixture of the training parts (``train_bytes`` in all,
+   default ``n × bytes_per_category``, i.e. as much training as attacker text per category on
+   average). A category whose share of ``train_bytes`` exceeds its training part contributes
+   all of it (the weight is capped there; the truth is the bytes actually used);
 4. count the attacker halves against its merge list and solve the LP (:mod:`forensics.lp`), with
    ``withhold`` of the categories hidden from the attack (the unknown-category experiment);
 5. run the baselines (:mod:`forensics.baselines`) on the same text;
-6. optionally bootstrap the attack (:func:`forensics.bootstrap.bootstrap_mixture`).
+6. optionally bootstrap the attack (:func:`forensics.bootstrap.bootstrap_mixture`): the raw
+   interval (estimate ± z·sd) and, when ``forensics/calibration.json`` exists, the calibrated
+   one (:class:`forensics.bootstrap.Calibration`).
 
 The truth is the byte share of each category in the training text actually used. Scores are
 MSE over all ``n`` categories (a withheld category's estimate is 0).
@@ -32,7 +40,7 @@ import numpy as np
 from pipeline.readers import ReadErrors
 
 from .baselines import random_guess, tc_estimate, tee_estimate
-from .bootstrap import DocumentBlocks, bootstrap_mixture
+from .bootstrap import DocumentBlocks, bootstrap_mixture, load_calibration
 from .categories import sample_text, split_documents
 from .counting import (
     BPEModel,
@@ -74,8 +82,9 @@ class ExperimentConfig:
     n: int = 5
     trials: int = 20
     vocab_size: int = 30000
-    bytes_per_category: int = 1_000_000  # each half (train, attack) holds up to this much
-    train_bytes: int | None = None  # the training mixture's size; default n × bytes / 2
+    bytes_per_category: int = 1_000_000  # attacker text per category (split="halves": each half)
+    train_bytes: int | None = None  # the training mixture's size (default: see total_train_bytes)
+    split: str = "rest"  # "rest": attacker bytes_per_category, training the rest; or "halves"
     trainer: str = "bytelevel-digits"
     merges: int | str | None = None  # T: an int, "auto" (chosen from the data) or None (all)
     after: int = 0  # attack merges after+1.. only (the first ones pre-applied)
@@ -89,6 +98,7 @@ class ExperimentConfig:
     sweep_merges: tuple[int, ...] = ()  # also score the attack at these T (a curve)
     sweep_attack_bytes: tuple[int, ...] = ()  # ... and with this much attacker text
     weights: tuple[tuple[str, float], ...] | None = None  # fixed (category, weight), sum 1
+    calibration: str | None = ""  # interval calibration file ("": the shipped one; None: off)
 
     def check(self, pool: Sequence[str]) -> None:
         if self.weights is not None:
@@ -105,6 +115,8 @@ class ExperimentConfig:
                 raise ExperimentError(
                     f"explicit weights must be non-negative and sum to 1, they sum to {total:.6g}"
                 )
+        if self.split not in ("rest", "halves"):
+            raise ExperimentError(f"split must be 'rest' or 'halves', not {self.split!r}")
         if self.trainer not in TRAINERS:
             raise ExperimentError(f"trainer must be one of {TRAINERS}, not {self.trainer!r}")
         if self.n < 2:
@@ -126,7 +138,20 @@ class ExperimentConfig:
 
     @property
     def total_train_bytes(self) -> int:
-        return self.train_bytes or self.n * self.bytes_per_category // 2
+        """The training mixture's size: ``train_bytes``, else ``n × bytes_per_category`` (as
+        much as the attacker's text per category, on average; ``split="halves"``: n × half)."""
+        if self.train_bytes:
+            return self.train_bytes
+        if self.split == "halves":
+            return self.n * self.bytes_per_category // 2
+        return self.n * self.bytes_per_category
+
+    @property
+    def read_bytes(self) -> int:
+        """Text read per category: attacker text plus the most the training side can use."""
+        if self.split == "halves":
+            return 2 * self.bytes_per_category
+        return self.bytes_per_category + self.total_train_bytes
 
 
 def log10_mse(estimate: Sequence[float], truth: Sequence[float]) -> float:
@@ -214,15 +239,42 @@ def _category_docs(
     name: str, urls: Sequence[str], cfg: ExperimentConfig, split_seed: int
 ) -> tuple[list[str], list[str]]:
     errors = ReadErrors()
-    docs = sample_text(list(urls), sample_bytes=2 * cfg.bytes_per_category, errors=errors)
+    docs = sample_text(list(urls), sample_bytes=cfg.read_bytes, errors=errors)
     if errors.has_file_errors:
         raise ExperimentError(f"category {name!r}: {'; '.join(errors.warnings())}")
-    train, attack = split_documents(docs, 0.5, seed=split_seed)
+    if cfg.split == "halves":
+        train, attack = split_documents(docs, 0.5, seed=split_seed)
+    else:
+        train, attack = split_attack_rest(docs, cfg.bytes_per_category, split_seed)
     if not train or not attack:
         raise ExperimentError(
             f"category {name!r} ({', '.join(urls)}) has {len(docs)} document(s): too few to "
             "split into training and attacker halves"
         )
+    return train, attack
+
+
+def split_attack_rest(
+    docs: Sequence[str], attack_bytes: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """``(train, attack)``: the attacker gets whole documents drawn at random (seeded) up to
+    ``attack_bytes`` UTF-8 bytes (the one that crosses the budget only if that leaves the total
+    closer to it), the training side every other document; both keep the original order. At
+    least one document goes to each side when there are two or more."""
+    order = np.random.default_rng(seed).permutation(len(docs))
+    take: list[int] = []
+    got = 0
+    for i in order[: max(0, len(docs) - 1)]:
+        n = len(docs[i].encode("utf-8"))
+        if take and got + n > attack_bytes and got + n - attack_bytes >= attack_bytes - got:
+            break
+        take.append(int(i))
+        got += n
+        if got >= attack_bytes:
+            break
+    chosen = set(take)
+    attack = [docs[i] for i in sorted(chosen)]
+    train = [d for i, d in enumerate(docs) if i not in chosen]
     return train, attack
 
 
@@ -245,9 +297,11 @@ def run_trial(
     if cfg.weights is not None:  # fixed categories and weights (the draws above keep the seed)
         names = [c for c, _ in cfg.weights]
         weights = np.array([w for _, w in cfg.weights])
+    split_seed = int(rng.integers(1 << 31))
+    # drawn after the split: a trial with withhold = 0 draws nothing here, so the same trial
+    # with one category hidden has the same categories, weights and split
     hidden = set(rng.choice(names, size=cfg.withhold, replace=False).tolist())
     seen = [c for c in names if c not in hidden]
-    split_seed = int(rng.integers(1 << 31))
 
     t0 = time.perf_counter()
     train, attack = {}, {}
@@ -357,16 +411,30 @@ def run_trial(
                 point=np.asarray(res.alpha_bytes),
                 after=K,
             )
-            lo = dict(zip(seen, boot.lower.tolist(), strict=True))
-            hi = dict(zip(seen, boot.upper.tolist(), strict=True))
             col = {c: j for j, c in enumerate(seen)}
+
+            def spread(x: np.ndarray) -> list[float]:
+                return [float(x[col[c]]) if c in col else 0.0 for c in names]
+
+            sd = boot.samples.std(axis=0, ddof=1)
             interval = {
-                "lower": [lo.get(c, 0.0) for c in names],
-                "upper": [hi.get(c, 0.0) for c in names],
-                "replicates": [
-                    [float(s[col[c]]) if c in col else 0.0 for c in names] for s in boot.samples
-                ],
+                "sd": spread(sd),
+                "raw_lower": spread(boot.lower),  # estimate ± z·sd (attacker noise only)
+                "raw_upper": spread(boot.upper),
+                "lower": spread(boot.lower),
+                "upper": spread(boot.upper),
+                "calibration": None,
+                "replicates": [spread(s) for s in boot.samples],
             }
+            cal = load_calibration(cfg.calibration or None) if cfg.calibration is not None else None
+            if cal is not None:
+                lo_c, hi_c = cal.bounds(np.asarray(res.alpha_bytes), sd, cfg.confidence)
+                interval["lower"], interval["upper"] = spread(lo_c), spread(hi_c)
+                interval["calibration"] = {
+                    "q": cal.q(cfg.confidence),
+                    "floor": cal.floor,
+                    "source": cal.source,
+                }
             timings["bootstrap"] = time.perf_counter() - t0
 
         if cfg.baselines:
@@ -459,14 +527,20 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> list[Summary]:
     return out
 
 
-def coverage(records: Sequence[Mapping[str, Any]]) -> float | None:
-    """Share of (trial, category) pairs whose bootstrap interval holds the truth."""
+def coverage(records: Sequence[Mapping[str, Any]], *, raw: bool = False) -> float | None:
+    """Share of (trial, category) pairs whose bootstrap interval holds the truth (withheld
+    categories left out): the reported (calibrated when a calibration was applied) interval,
+    or with ``raw`` the uncalibrated estimate ± z·sd."""
     hit = tot = 0
     for r in records:
         iv = r.get("interval")
         if not iv:
             continue
-        for t, lo, hi in zip(r["truth"], iv["lower"], iv["upper"], strict=True):
+        kind = "raw_" if raw and "raw_lower" in iv else ""
+        lows, ups = iv[kind + "lower"], iv[kind + "upper"]
+        for c, t, lo, hi in zip(r["categories"], r["truth"], lows, ups, strict=True):
+            if c in r.get("withheld", ()):
+                continue
             tot += 1
             hit += lo <= t <= hi
     return hit / tot if tot else None
@@ -485,8 +559,10 @@ def run_experiment(
     *,
     address: str | None = None,
     on_trial: Callable[[dict], None] | None = None,
+    trials: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """All trials of ``cfg`` as Ray tasks (one CPU each); records in trial order."""
+    """All trials of ``cfg`` (or the trial numbers ``trials``) as Ray tasks (one CPU each);
+    records in trial order. A trial depends only on ``cfg`` and its number."""
     import ray
 
     from .raytools import ensure_ray
@@ -495,7 +571,8 @@ def run_experiment(
     ensure_ray(address)
     remote = ray.remote(num_cpus=1, max_retries=1)(_trial_task)
     pool_ref = ray.put({k: list(v) for k, v in pool.items()})
-    pending = {remote.remote(asdict(cfg), t, pool_ref): t for t in range(cfg.trials)}
+    todo = range(cfg.trials) if trials is None else trials
+    pending = {remote.remote(asdict(cfg), t, pool_ref): t for t in todo}
     records: dict[int, dict] = {}
     try:
         while pending:
@@ -580,6 +657,37 @@ def results_table(records: Sequence[Mapping[str, Any]]):
     return pa.Table.from_pydict(rows, schema=schema)
 
 
+def _mean_width(records: Sequence[Mapping[str, Any]]) -> float | None:
+    w = [
+        hi - lo
+        for r in records
+        if r.get("interval")
+        for c, lo, hi in zip(
+            r["categories"], r["interval"]["lower"], r["interval"]["upper"], strict=True
+        )
+        if c not in r.get("withheld", ())
+    ]
+    return float(np.mean(w)) if w else None
+
+
+def calibration_triples(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[float], list[float], list[float]]:
+    """(attack estimate, bootstrap sd, truth) of every (trial, category) with an interval."""
+    e, s, t = [], [], []
+    for r in records:
+        iv = r.get("interval")
+        if not iv or "sd" not in iv:
+            continue
+        for j, c in enumerate(r["categories"]):
+            if c in r.get("withheld", ()):
+                continue
+            e.append(float(r["estimates"]["attack"][j]))
+            s.append(float(iv["sd"][j]))
+            t.append(float(r["truth"][j]))
+    return e, s, t
+
+
 def summary_dict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     summ = summarize(records)
     out: dict[str, Any] = {
@@ -589,6 +697,9 @@ def summary_dict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for s in summ
         },
         "coverage": coverage(records),
+        "coverage_raw": coverage(records, raw=True),
+        "calibrated": any((r.get("interval") or {}).get("calibration") for r in records),
+        "interval_width": _mean_width(records),
         "violated_share": float(np.mean([r["lp"]["violated_share"] for r in records]))
         if records
         else None,

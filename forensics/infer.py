@@ -166,6 +166,7 @@ class InferenceResult:
     warnings: list[str] = field(default_factory=list)
     intervals: dict[str, dict[str, Any]] | None = None  # bootstrap, byte units
     confidence: float | None = None
+    interval_method: str | None = None  # how ``intervals`` were made (calibrated or raw)
 
     @property
     def mixture(self) -> dict[str, float]:
@@ -192,6 +193,7 @@ class InferenceResult:
                 "warnings": self.warnings,
                 "intervals": self.intervals,
                 "confidence": self.confidence,
+                "interval_method": self.interval_method,
             }
         )
 
@@ -564,6 +566,7 @@ def infer_mixture(
     bootstrap: int = 0,
     confidence: float = 0.9,
     seed: int = 0,
+    calibration: str | None = "",
     on_count_progress: Callable[[dict], None] | None = None,
     on_lp_progress: Callable[[dict], None] | None = None,
     on_bootstrap_progress: Callable[[dict], None] | None = None,
@@ -579,8 +582,10 @@ def infer_mixture(
     targets trained on whole documents). ``after=K`` attacks merges ``K+1..T`` only, the first
     ``K`` pre-applied (an extended vocabulary: K = the base tokenizer's merges). ``bootstrap=B``
     re-solves the LP on ``B`` resamples of each category's documents (20 blocks per category)
-    and reports a ``confidence`` interval per proportion (:mod:`forensics.bootstrap`).
-    ``on_count_progress`` receives one dict per finished shard, ``on_lp_progress`` one per LP
+    and reports a ``confidence`` interval per proportion (:mod:`forensics.bootstrap`): by
+    default calibrated on controlled experiments (``calibration``: a calibration file; ``""``
+    the one shipped in the package, ``None`` the raw estimate ± z·sd), the raw bounds kept as
+    ``raw_lower``/``raw_upper``. ``on_count_progress`` receives one dict per finished shard, ``on_lp_progress`` one per LP
     round, ``on_bootstrap_progress`` one per replicate. Extra keywords go to
     :func:`forensics.lp.solve_mixture`.
     """
@@ -727,6 +732,7 @@ def infer_mixture(
         raise ForensicsSolveError(f"the mixture LP failed ({solver}): {e}") from e
     timings["lp"] = time.perf_counter() - t0
     intervals = None
+    interval_method = None
     if bootstrap:
         from .bootstrap import DocumentBlocks, bootstrap_mixture
 
@@ -746,15 +752,35 @@ def infer_mixture(
             after=after,
             **lp_options,
         )
+        from .bootstrap import load_calibration
+
         intervals = {
             name: {
                 "lower": float(boot.lower[j]),
                 "upper": float(boot.upper[j]),
+                "raw_lower": float(boot.lower[j]),
+                "raw_upper": float(boot.upper[j]),
                 "std": float(boot.std[j]),
                 "blocks": boot.blocks[j],
             }
             for j, name in enumerate(names)
         }
+        cal = load_calibration(calibration or None) if calibration is not None else None
+        interval_method = (
+            f"uncalibrated: estimate ± z·(bootstrap sd of {bootstrap} replicates); it ignores "
+            "the training sample's own noise and was measured to be too narrow"
+        )
+        if cal is not None:
+            lo_c, hi_c = cal.bounds(np.asarray(lp.alpha_bytes), boot.std, confidence)
+            for j, name in enumerate(names):
+                intervals[name]["lower"] = float(lo_c[j])
+                intervals[name]["upper"] = float(hi_c[j])
+            interval_method = "calibrated on controlled experiments, " + cal.describe(confidence)
+            if not math.isfinite(cal.q(confidence)):
+                warnings.append(
+                    f"the calibration holds {len(cal.scores)} residuals, too few for a "
+                    f"{100 * confidence:g}% interval: the intervals are [0, 1]"
+                )
         timings["bootstrap"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     if not lp.optimal:
@@ -812,6 +838,7 @@ def infer_mixture(
         warnings=warnings,
         intervals=intervals,
         confidence=confidence if bootstrap else None,
+        interval_method=interval_method,
     )
 
 

@@ -332,7 +332,13 @@ def infer(
     err = _err_console()
     for w in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
-    print_report(result, Console(), warnings=False)
+    con = Console()
+    print_report(result, con, warnings=False)
+    if result.interval_method:
+        con.print(
+            f"{100 * (result.confidence or 0):.0f}% intervals: {escape(result.interval_method)}",
+            highlight=False,
+        )
     _write_outputs(result, json_out, plot)
 
 
@@ -478,17 +484,25 @@ def experiment(
         float,
         typer.Option(
             "--bytes-per-category",
-            help="Training and attacker text per category (each half of 2x this, read).",
+            help="Attacker text per category (random whole documents); the training side "
+            "gets the rest of the category (--split rest) or the other half of 2x this "
+            "(--split halves).",
         ),
     ] = 1e6,
     train_bytes: Annotated[
         float | None,
         typer.Option(
             "--train-bytes",
-            help="Training mixture size per trial (default n x bytes-per-category / 2).",
+            help="Training mixture size per trial (default n x bytes-per-category; "
+            "--split halves: n x bytes-per-category / 2). A category whose share exceeds its "
+            "training text gives all of it (the truth is the bytes used).",
             show_default=False,
         ),
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="rest (attacker fixed, training the rest) or halves."),
+    ] = "rest",
     trainer: Annotated[
         str,
         typer.Option(
@@ -553,6 +567,7 @@ def experiment(
             vocab_size=vocab_size,
             bytes_per_category=int(bytes_per_category),
             train_bytes=int(train_bytes) if train_bytes else None,
+            split=split,
             trainer=trainer,
             merges=T,
             after=after,
@@ -608,9 +623,11 @@ def experiment(
     con = Console()
     con.print(table)
     if summ["coverage"] is not None:
+        kind = "calibrated" if summ["calibrated"] else "uncalibrated"
         con.print(
-            f"bootstrap {int(100 * cfg.confidence)}% intervals cover the truth in "
-            f"{100 * summ['coverage']:.1f}% of (trial, category) pairs"
+            f"bootstrap {int(100 * cfg.confidence)}% intervals ({kind}) cover the truth in "
+            f"{100 * summ['coverage']:.1f}% of (trial, category) pairs; the raw estimate ± z·sd "
+            f"in {100 * summ['coverage_raw']:.1f}%"
         )
     con.print(f"merges not explained (violated share), mean: {summ['violated_share']:.3f}")
     for k, p in paths.items():

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from forensics.bootstrap import BlockEvents, DocumentBlocks, bootstrap_mixture
+from forensics.bootstrap import (
+    BlockEvents,
+    DocumentBlocks,
+    bootstrap_mixture,
+    calibrated_bounds,
+    conformal_quantile,
+    fit_calibration,
+    load_calibration,
+)
 from forensics.categories import sample_text
 from forensics.counting import BPEModel, TokenHistories, category_events
 from forensics.pretokenize import Pretokenizer
@@ -65,3 +74,47 @@ def test_bootstrap_intervals(setup):
     assert np.allclose((nrm.upper + nrm.lower)[nrm.lower > 0] / 2, point[nrm.lower > 0])
     with pytest.raises(ValueError, match="replicates"):
         bootstrap_mixture(model, hist, [blocks[c] for c in names], names, 400, 1)
+
+
+def test_conformal_quantile():
+    scores = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0]  # m = 9
+    assert conformal_quantile(scores, 0.9) == 9.0  # ceil(10 * 0.9) = 9th smallest
+    assert conformal_quantile(scores, 0.5) == 5.0  # ceil(10 * 0.5) = 5th
+    assert conformal_quantile(scores[:5], 0.9) == math.inf  # ceil(6 * 0.9) = 6 > 5
+    with pytest.raises(ValueError, match="confidence"):
+        conformal_quantile(scores, 1.0)
+
+
+def test_calibrated_bounds_clip_to_the_unit_interval():
+    lo, hi = calibrated_bounds(np.array([0.01, 0.5, 0.99]), np.array([0.01, 0.0, 0.02]), 2.0, 0.0)
+    assert lo == pytest.approx([0.0, 0.5, 0.95]) and hi == pytest.approx([0.03, 0.5, 1.0])
+
+
+def test_calibration_covers_held_out_pairs_where_the_raw_interval_does_not(tmp_path):
+    # the bootstrap sd sees only part of the error: the truth is off by 3 sd plus a constant
+    # noise the sd does not see at all; the calibration must restore 90 % on fresh pairs
+    rng = np.random.default_rng(0)
+
+    def pairs(m):
+        sd = rng.uniform(0.001, 0.01, m)
+        est = rng.uniform(0.05, 0.6, m)
+        truth = est + rng.normal(0.0, 3 * sd + 0.004)
+        return est, sd, truth
+
+    e, s, t = pairs(400)
+    cal = fit_calibration(e, s, t, 0.9, source="synthetic")
+    assert cal.floor > 0  # the error has a part independent of sd: a floor narrows the intervals
+    e2, s2, t2 = pairs(4000)
+    lo, hi = cal.bounds(e2, s2, 0.9)
+    cov = np.mean((lo <= t2) & (t2 <= hi))
+    raw = np.mean(np.abs(e2 - t2) <= 1.645 * s2)
+    assert 0.87 <= cov <= 0.93, cov
+    assert raw < 0.6, raw
+    # stored and read back: same floor, scores and q
+    cal.save(tmp_path / "c.json")
+    back = load_calibration(tmp_path / "c.json")
+    assert back.floor == cal.floor and back.q(0.9) == pytest.approx(cal.q(0.9))
+    assert "synthetic" in back.describe(0.9) and "q = " in back.describe(0.9)
+    assert load_calibration(tmp_path / "missing.json") is None
+    with pytest.raises(ValueError, match="equal length"):
+        fit_calibration([0.1], [0.01, 0.02], [0.1])

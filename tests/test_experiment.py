@@ -16,10 +16,13 @@ from forensics.counting import CategoryCounts
 from forensics.experiment import (
     ExperimentConfig,
     ExperimentError,
+    calibration_triples,
     choose_merges,
     coverage,
     run_trial,
+    split_attack_rest,
     summarize,
+    summary_dict,
     write_results,
 )
 from jobs.cli import app
@@ -100,8 +103,9 @@ def test_a_tiny_trial_beats_the_baselines_and_writes_its_results(tmp_path):
             lo <= hi for lo, hi in zip(r["interval"]["lower"], r["interval"]["upper"], strict=True)
         )
     attack = np.median([r["log10_mse"]["attack"] for r in records])
-    # a regression guard on a tiny run (n = 3, 150 KB per category, vocab 2,000; measured
-    # -4.40 -3.25 -3.30 -3.55 for these 4 trials, median -3.43)
+    # a regression guard on a tiny run (n = 3, 150 KB of attacker text per category, the rest of
+    # the 300 KB sample for training, vocab 2,000; measured -4.50 -5.10 -4.46 -3.77 for these 4
+    # trials, median -4.48; with the first protocol's halves -4.40 -3.25 -3.30 -3.55)
     assert attack <= -3.0, [r["log10_mse"] for r in records]
     for m in ("random", "tee", "tc"):
         assert attack < np.median([r["log10_mse"][m] for r in records]), m
@@ -124,6 +128,7 @@ def test_withheld_categories_raise_the_violated_share():
     full = run_trial(base, 3, pool)
     hidden = run_trial(ExperimentConfig(**{**base.__dict__, "withhold": 1}), 3, pool)
     assert full["categories"] == hidden["categories"]
+    assert full["truth"] == hidden["truth"]  # the same weights and split: the same tokenizer
     (gone,) = hidden["withheld"]
     j = hidden["categories"].index(gone)
     assert hidden["estimates"]["attack"][j] == 0.0
@@ -200,3 +205,45 @@ def test_extension_trial_attacks_only_the_added_merges():
     assert r["lp"]["optimal"]
     with pytest.raises(ExperimentError, match="extend"):
         run_trial(ExperimentConfig(n=2, extend=10, after=5), 0, pool)
+
+
+def test_the_attacker_gets_its_bytes_and_the_training_side_the_rest():
+    docs = [f"document {i} " + "x" * (100 + 37 * (i % 5)) for i in range(60)]
+    train, attack = split_attack_rest(docs, 1000, seed=4)
+    assert set(train).isdisjoint(attack) and len(train) + len(attack) == len(docs)
+    got = sum(len(d.encode()) for d in attack)
+    assert abs(got - 1000) <= 250  # whole documents, the crossing one only when closer
+    assert [docs.index(d) for d in attack] == sorted(docs.index(d) for d in attack)  # in order
+    assert split_attack_rest(docs, 1000, seed=5)[1] != attack  # the seed draws the documents
+    assert split_attack_rest(docs, 10**9, seed=4)[0]  # the training side keeps a document
+    cfg = ExperimentConfig(n=5, bytes_per_category=1_000_000)
+    assert cfg.total_train_bytes == 5_000_000 and cfg.read_bytes == 6_000_000
+    old = ExperimentConfig(n=5, bytes_per_category=1_000_000, split="halves")
+    assert old.total_train_bytes == 2_500_000 and old.read_bytes == 2_000_000
+    with pytest.raises(ExperimentError, match="split"):
+        ExperimentConfig(split="thirds").check(["a", "b", "c", "d", "e"])
+
+
+def test_coverage_counts_calibrated_and_raw_intervals_apart():
+    rec = {
+        "categories": ["a", "b", "c"],
+        "withheld": ["c"],
+        "truth": [0.30, 0.70, 0.0],
+        "estimates": {"attack": [0.25, 0.75, 0.0]},
+        "interval": {
+            "sd": [0.01, 0.01, 0.0],
+            "raw_lower": [0.24, 0.74, 0.0],
+            "raw_upper": [0.26, 0.76, 0.0],
+            "lower": [0.20, 0.70, 0.0],
+            "upper": [0.30, 0.80, 0.0],
+            "calibration": {"q": 5.0, "floor": 0.0},
+            "replicates": [],
+        },
+        "lp": {"violated_share": 0.1},
+        "log10_mse": {"attack": -2.6},
+    }
+    assert coverage([rec]) == 1.0 and coverage([rec], raw=True) == 0.0  # c is withheld
+    assert calibration_triples([rec]) == ([0.25, 0.75], [0.01, 0.01], [0.30, 0.70])
+    s = summary_dict([rec])
+    assert s["calibrated"] and s["coverage_raw"] == 0.0
+    assert s["interval_width"] == pytest.approx(0.1)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from forensics.bootstrap import Calibration
 from forensics.categories import shard_plan
 from forensics.counting import BPEModel, merge_category_counts
 from forensics.demo import run_demo
@@ -150,7 +151,17 @@ def test_exact_recovery_when_attacking_with_the_training_text(ray_session, tmp_p
     assert {c: res.stats[c].bytes for c in names} == true_bytes
     # the extended-vocabulary attack (merges 301.. with the first 300 pre-applied) and the
     # bootstrap on the same text: still no slack; intervals around the estimate
-    ext = infer_mixture(str(tmp_path / "tokenizer.json"), files, after=300, bootstrap=3, seed=1)
+    # an explicit calibration file: q = 2 (every score 2), floor 0.01
+    cal_path = tmp_path / "calibration.json"
+    Calibration(0.01, [2.0] * 20, "test").save(cal_path)
+    ext = infer_mixture(
+        str(tmp_path / "tokenizer.json"),
+        files,
+        after=300,
+        bootstrap=3,
+        seed=1,
+        calibration=str(cal_path),
+    )
     d = ext.diagnostics
     assert d.after == 300 and d.optimal and d.objective < 1e-6
     assert d.violated_share == pytest.approx(0.0, abs=1e-9)
@@ -158,6 +169,12 @@ def test_exact_recovery_when_attacking_with_the_training_text(ray_session, tmp_p
     for c in names:
         iv = ext.intervals[c]
         assert iv["lower"] <= ext.mixture_bytes[c] <= iv["upper"] and iv["blocks"] >= 1
+        half = 2.0 * (iv["std"] + 0.01)
+        assert iv["upper"] == pytest.approx(min(1.0, ext.mixture_bytes[c] + half))
+        assert iv["lower"] == pytest.approx(max(0.0, ext.mixture_bytes[c] - half))
+        assert iv["raw_lower"] <= ext.mixture_bytes[c] <= iv["raw_upper"]
+    assert "calibrated on controlled experiments" in ext.interval_method
+    assert "q = 2.00" in ext.interval_method
     assert json.loads(ext.to_json())["intervals"]["en"]["std"] >= 0
     with pytest.raises(ForensicsInputError, match="after"):
         infer_mixture(str(tmp_path / "tokenizer.json"), files, after=10_000)
