@@ -184,9 +184,22 @@ def run_demo(
     if total == 0:
         raise ForensicsInputError("the training mixture is empty (documents larger than shares)")
     truth = {c: true_bytes[c] / total for c in chosen}
+    timings["total"] = time.perf_counter() - t_start
+    return _demo_result(chosen, weights, true_bytes, truth, result, vocab_size, seed, timings)
+
+
+def _demo_result(
+    chosen: list[str],
+    weights: dict[str, float],
+    true_bytes: dict[str, int],
+    truth: dict[str, float],
+    result: InferenceResult,
+    vocab_size: int,
+    seed: int,
+    timings: dict[str, float],
+) -> DemoResult:
     est = result.mixture_bytes
     mse = float(np.mean([(truth[c] - est[c]) ** 2 for c in chosen]))
-    timings["total"] = time.perf_counter() - t_start
     return DemoResult(
         names=chosen,
         weights=weights,
@@ -335,20 +348,5 @@ def run_pipeline_demo(
     timings["infer"] = time.perf_counter() - t0
     true_bytes = {c: int(counting["bytes"].get(c, 0)) for c in chosen}
     truth = {c: float(counting["true_mixture"].get(c, 0.0)) for c in chosen}
-    est = result.mixture_bytes
-    mse = float(np.mean([(truth[c] - est[c]) ** 2 for c in chosen]))
     timings["total"] = time.perf_counter() - t_start
-    return DemoResult(
-        names=chosen,
-        weights=weights,
-        true_bytes=true_bytes,
-        truth=truth,
-        estimate=dict(est),
-        mse=mse,
-        log10_mse=math.log10(mse) if mse > 0 else float("-inf"),
-        vocab_size=vocab_size,
-        n_merges=int(result.tokenizer["n_merges"]),
-        seed=seed,
-        result=result,
-        timings=timings,
-    )
+    return _demo_result(chosen, weights, true_bytes, truth, result, vocab_size, seed, timings)

@@ -45,24 +45,10 @@ _KEYS = {
 
 
 def _load(path: str) -> dict[str, Any]:
-    import fsspec
-    import yaml
-
+    from jobs.config import read_job_config
     from pipeline.bpe.count import BPEInputError
 
-    try:
-        with fsspec.open(path, "r", encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise BPEInputError(f"{path}: cannot read the config ({e})") from None
-    if not isinstance(cfg, dict):
-        raise BPEInputError(f"{path}: the config must be a mapping")
-    unknown = sorted(set(cfg) - _KEYS)
-    if unknown:
-        raise BPEInputError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    if not cfg.get("out"):
-        raise BPEInputError(f"{path}: 'out' (the output folder) is required")
-    return cfg
+    return read_job_config(path, _KEYS, required=("out",), error=BPEInputError)
 
 
 def main(argv: list[str] | None = None) -> int:

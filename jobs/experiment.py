@@ -35,25 +35,16 @@ logger = logging.getLogger("mixtrace.experiment")
 
 
 def _config(path: str) -> tuple[dict[str, Any], Any]:
-    import fsspec
-    import yaml
-
     from forensics.experiment import ExperimentConfig, ExperimentError
+    from jobs.config import read_job_config
 
-    try:
-        with fsspec.open(path, "r", encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ExperimentError(f"{path}: cannot read the config ({e})") from None
-    if not isinstance(raw, dict):
-        raise ExperimentError(f"{path}: the config must be a mapping")
     fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(raw) - fields - {"categories", "setting", "out"})
-    if unknown:
-        raise ExperimentError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    for key in ("categories", "out"):
-        if not raw.get(key):
-            raise ExperimentError(f"{path}: {key!r} is required")
+    raw = read_job_config(
+        path,
+        fields | {"categories", "setting", "out"},
+        required=("categories", "out"),
+        error=ExperimentError,
+    )
     kwargs = {k: v for k, v in raw.items() if k in fields}
     if isinstance(kwargs.get("weights"), dict):
         kwargs["weights"] = tuple((str(c), float(w)) for c, w in kwargs["weights"].items())

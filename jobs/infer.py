@@ -32,9 +32,6 @@ import logging
 import sys
 from typing import Any
 
-import fsspec
-import yaml
-
 __all__ = ["CONFIG_KEYS", "load_config", "main", "run"]
 
 logger = logging.getLogger("mixtrace.infer")
@@ -61,24 +58,11 @@ CONFIG_KEYS = {
 def load_config(url: str) -> dict[str, Any]:
     """Read and check a job config (YAML, any fsspec URL)."""
     from forensics.infer import ForensicsInputError
+    from jobs.config import read_job_config
 
-    try:
-        with fsspec.open(url, "r", encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ForensicsInputError(f"{url}: cannot read the config: {e}") from e
-    except yaml.YAMLError as e:
-        raise ForensicsInputError(f"{url}: invalid YAML: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ForensicsInputError(f"{url}: the config must be a mapping of settings")
-    unknown = sorted(set(cfg) - CONFIG_KEYS)
-    if unknown:
-        raise ForensicsInputError(
-            f"{url}: unknown config key(s) {unknown}; known: {sorted(CONFIG_KEYS)}"
-        )
-    for key in ("tokenizer", "categories"):
-        if not cfg.get(key):
-            raise ForensicsInputError(f"{url}: '{key}' is required")
+    cfg = read_job_config(
+        url, CONFIG_KEYS, required=("tokenizer", "categories"), error=ForensicsInputError
+    )
     lp_options = cfg.get("lp_options") or {}
     if not isinstance(lp_options, dict):
         raise ForensicsInputError(f"{url}: lp_options must be a mapping")

@@ -25,5 +25,7 @@ def safe_component(name: str, *, default: str = "_") -> str:
 def check_component(name: str, *, what: str = "name") -> str:
     """``name`` unchanged if it is already one safe component, else :class:`UnsafePathError`."""
     if not isinstance(name, str) or safe_component(name) != name:
-        raise UnsafePathError(f"{what} {name!r} is not a plain file name (it could leave its folder)")
+        raise UnsafePathError(
+            f"{what} {name!r} is not a plain file name (it could leave its folder)"
+        )
     return name

@@ -173,4 +173,4 @@ def test_bpe_job_entrypoint_count_then_train(tmp_path, ray_session, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("out: x\nvocab: 10\n", "utf-8")
     assert main(["train", str(bad)]) == 2
-    assert "unknown key(s) vocab" in capsys.readouterr().err
+    assert "unknown config key(s) ['vocab']" in capsys.readouterr().err

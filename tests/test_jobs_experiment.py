@@ -28,7 +28,7 @@ def test_experiment_job_writes_its_results(ray_session, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"categories: {cats}\nout: x\nn_trials: 3\n", "utf-8")
     assert main([str(bad)]) == 2
-    assert "unknown key(s) n_trials" in capsys.readouterr().err
+    assert "unknown config key(s) ['n_trials']" in capsys.readouterr().err
     bad.write_text(f"categories: {cats}\nout: x\nn: 5\n", "utf-8")
     assert main([str(bad)]) == 2
     assert "n = 5 but only 3 categories" in capsys.readouterr().err

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from test_pipeline_raysubmit import (
     _ray_cli,
     _stop_group,
     _wait_http,
+    _wait_job,
     _worker_cmd,
 )
 
@@ -39,8 +39,6 @@ def _alive(address: str) -> int:
 
 
 def test_ray_job_submit_on_three_nodes(ray_session, monkeypatch):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
     tmp = Path(tempfile.mkdtemp(prefix="rm", dir="/tmp"))
     gcs, dash, client_port, agent = _free_ports(4)
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
@@ -95,16 +93,7 @@ def test_ray_job_submit_on_three_nodes(ray_session, monkeypatch):
             timeout=90,
         )  # fmt: skip
         assert submit.returncode == 0, submit.stdout + submit.stderr + _logs(tmp)
-        job_id = re.search(r"(raysubmit_\w+)", submit.stdout + submit.stderr).group(1)
-        client = JobSubmissionClient(address)
-        deadline = time.monotonic() + 180
-        status = client.get_job_status(job_id)
-        while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.monotonic() < deadline, f"job still {status}\n{client.get_job_logs(job_id)}"
-            time.sleep(0.5)
-            status = client.get_job_status(job_id)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs + _logs(tmp)
+        logs = _wait_job(address, submit.stdout + submit.stderr, tmp, timeout=180)
         assert _alive(address) == 3
         head_line = json.loads(logs.strip().splitlines()[-1])  # the driver's one-line summary
         report = json.loads((out / "report.json").read_text())

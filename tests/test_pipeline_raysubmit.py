@@ -147,9 +147,26 @@ def _worker_cmd(gcs: int, tmp: Path) -> list[str]:
     ]
 
 
-def test_ray_job_submit_runs_the_pipeline(ray_session, monkeypatch):
+def _wait_job(address: str, submit_output: str, tmp: Path, timeout: float) -> str:
+    """Wait for the job that ``ray job submit`` printed to succeed; returns its logs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    m = re.search(r"(raysubmit_\w+)", submit_output)
+    assert m, submit_output
+    job_id = m.group(1)
+    client = JobSubmissionClient(address)
+    deadline = time.monotonic() + timeout
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"job still {status}\n{client.get_job_logs(job_id)}"
+        time.sleep(0.5)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs + _logs(tmp)
+    return logs
+
+
+def test_ray_job_submit_runs_the_pipeline(ray_session, monkeypatch):
     # a short path: Ray's Unix sockets live under the temp dir (108-byte path limit)
     tmp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
     gcs, dash, client_port, agent = _free_ports(4)
@@ -211,18 +228,7 @@ def test_ray_job_submit_runs_the_pipeline(ray_session, monkeypatch):
             timeout=60,
         )
         assert submit.returncode == 0, submit.stdout + submit.stderr + _logs(tmp)
-        m = re.search(r"(raysubmit_\w+)", submit.stdout + submit.stderr)
-        assert m, submit.stdout + submit.stderr
-        job_id = m.group(1)
-        client = JobSubmissionClient(address)
-        deadline = time.monotonic() + 90
-        status = client.get_job_status(job_id)
-        while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.monotonic() < deadline, f"job still {status}\n{client.get_job_logs(job_id)}"
-            time.sleep(0.5)
-            status = client.get_job_status(job_id)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs + _logs(tmp)
+        logs = _wait_job(address, submit.stdout + submit.stderr, tmp, timeout=90)
         # the driver printed the report's headline, and the report accounts for everything
         assert '"accounted": true' in logs
         report = json.loads((out / "report.json").read_text())
