@@ -37,11 +37,14 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 
-def load_docs(mb: float) -> list[dict]:
-    """Documents round-robin over the shared categories until ``mb`` MB."""
+def load_docs(mb: float, *, prose_only: bool = False) -> list[dict]:
+    """Documents round-robin over the shared categories until ``mb`` MB (``prose_only``: the
+    natural languages, not the code-* sets)."""
     per_cat = []
     for f in sorted((SHARED / "corpus").glob("*.jsonl.gz")):
         cat = f.name.split(".")[0]
+        if prose_only and cat.startswith("code-"):
+            continue
         with gzip.open(f, "rt", encoding="utf-8") as fh:
             per_cat.append([{**json.loads(line), "lang": cat} for line in fh])
     out, got, i = [], 0, 0

@@ -13,7 +13,6 @@ raylets and GCS compete with the workers: an upper bound on the overhead a real 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -27,19 +26,11 @@ SHARED = ROOT.parent / "shared"
 
 
 def write_inputs(folder: Path, mb: float, n_files: int = 8) -> int:
-    per_cat = []
-    for f in sorted((SHARED / "corpus").glob("*.jsonl.gz")):
-        if f.name.startswith("code-"):
-            continue  # prose: the pipeline's quality filters are for natural language
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            per_cat.append([json.loads(line) for line in fh])
-    docs, got, i = [], 0, 0
-    while got < mb * 1e6 and any(i < len(d) for d in per_cat):
-        for d in per_cat:
-            if i < len(d):
-                docs.append(d[i])
-                got += len(d[i]["text"].encode("utf-8"))
-        i += 1
+    # prose: the pipeline's quality filters are for natural language
+    from bench_bpe import load_docs  # this folder is on sys.path when run as a script
+
+    docs = load_docs(mb, prose_only=True)
+    got = sum(len(d["text"].encode("utf-8")) for d in docs)
     folder.mkdir(parents=True)
     for k in range(n_files):
         with open(folder / f"part-{k:02d}.jsonl", "w", encoding="utf-8") as fh:

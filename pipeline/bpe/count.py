@@ -407,7 +407,8 @@ class CountTable:
         return words, (np.concatenate(counts) if counts else np.zeros(0, np.int64))
 
     def write(self, folder: str) -> list[str]:
-        """``folder/part-XXXXX.parquet`` (zstd) and ``folder/counts.json``."""
+        """``folder/part-00000.parquet``, ``part-00001.parquet``, ... (zstd) and
+        ``folder/counts.json``."""
         import fsspec
         import pyarrow.parquet as pq
 
