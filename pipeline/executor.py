@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import ConfigError, build_steps, fingerprint
-from pipeline.paths import safe_component
+from pipeline.paths import safe_component, temp_path
 from pipeline.readers import ReadErrors, expand_paths, iter_documents, strip_known_extensions
 from pipeline.report import build_report, dumps, write_funnel_png
 from pipeline.steps import StepStats
@@ -68,7 +68,7 @@ def _fs(url: str):
 
 def _write_json(fs, path: str, obj: Any) -> None:
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
+    tmp = temp_path(path)
     with fs.open(tmp, "w") as fh:
         fh.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
     fs.mv(tmp, path)
@@ -98,7 +98,7 @@ def _save_npy(fs, path: str, arr: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
+    tmp = temp_path(path)
     with fs.open(tmp, "wb") as fh:
         fh.write(buf.getvalue())
     fs.mv(tmp, path)
@@ -205,7 +205,8 @@ def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
     write_rejected = cfg["writer"]["write_rejected"]
     if write_rejected:
         fs.makedirs(posixpath.dirname(rej_path), exist_ok=True)
-    sw_fh = fs.open(stage_path + ".tmp", "wb")
+    stage_tmp = temp_path(stage_path)
+    sw_fh = fs.open(stage_tmp, "wb")
     sw = pq.ParquetWriter(sw_fh, STAGING_SCHEMA, compression="zstd")
     rw = rw_fh = None
     row = 0
@@ -227,7 +228,8 @@ def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
         if rejected and write_rejected:
             rt = pa.concat_tables([conform(r, REJECTED_SCHEMA) for r in rejected])
             if rw is None:
-                rw_fh = fs.open(rej_path + ".tmp", "wb")
+                rej_tmp = temp_path(rej_path)
+                rw_fh = fs.open(rej_tmp, "wb")
                 rw = pq.ParquetWriter(rw_fh, REJECTED_SCHEMA, compression="zstd")
             rw.write_table(rt)
             rejected_rows += rt.num_rows
@@ -251,11 +253,11 @@ def clean_shard(shard: Mapping[str, Any], cfg: Mapping[str, Any], root_url: str)
             sw.write_table(conform(batch, STAGING_SCHEMA))
     sw.close()
     sw_fh.close()
-    fs.mv(stage_path + ".tmp", stage_path)
+    fs.mv(stage_tmp, stage_path)
     if rw is not None:
         rw.close()
         rw_fh.close()
-        fs.mv(rej_path + ".tmp", rej_path)
+        fs.mv(rej_tmp, rej_path)
     if dedup_on:
         for kind, keys, nodes in (
             ("bands", band_keys, band_nodes),

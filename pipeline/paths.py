@@ -4,9 +4,11 @@ or write outside the folder it was given."""
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 
-__all__ = ["UnsafePathError", "check_component", "safe_component"]
+__all__ = ["UnsafePathError", "check_component", "safe_component", "temp_path"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -29,3 +31,13 @@ def check_component(name: str, *, what: str = "name") -> str:
             f"{what} {name!r} is not a plain file name (it could leave its folder)"
         )
     return name
+
+
+def temp_path(path: str) -> str:
+    """A name to write ``path`` under before renaming it into place, unique to this writer.
+
+    Two writers of the same file (a task retried while the first attempt still runs, or the
+    workers of a killed run that outlive their driver) each write their own temporary file and
+    rename it; the output is deterministic, so whichever rename lands last is the same file. A
+    shared ``path + '.tmp'`` would let one writer rename the other's file away mid-write."""
+    return f"{path}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.paths import temp_path
+
 __all__ = [
     "OUTPUT_SCHEMA",
     "REJECTED_SCHEMA",
@@ -134,7 +136,7 @@ class ShardWriter:
         rel = self._rel(self._k)
         path = f"{self.root}/{rel}"
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        self._tmp = f"{path}.tmp"
+        self._tmp = temp_path(path)
         self._fh = self.fs.open(self._tmp, "wb")
         self._writer = pq.ParquetWriter(
             self._fh,
