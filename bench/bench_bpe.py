@@ -67,22 +67,39 @@ def write_shards(docs: list[dict], folder: Path, n: int = 8) -> None:
         pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{k:05d}.parquet")
 
 
-HF_CHILD = """
-import json, resource, sys, time
+HWM = """
+def hwm():  # peak resident bytes of this process (VmHWM: ru_maxrss would carry the parent's)
+    return int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1]) * 1024
+"""
+
+HF_CHILD = (
+    """
+import glob, json, sys, time
 sys.path.insert(0, {root!r})
 import pyarrow.parquet as pq
 from forensics.training import train_bpe
-texts = pq.read_table({shards!r}, columns=["text"]).column("text").to_pylist()
+"""
+    + HWM
+    + """
+def texts():  # streamed from the shards, batch by batch: tokenizers holds only its counts
+    for f in sorted(glob.glob({shards!r} + "/*.parquet")):
+        for b in pq.ParquetFile(f).iter_batches(batch_size=64, columns=["text"]):
+            yield from b.column(0).to_pylist()
 t = time.perf_counter()
-tok = train_bpe(texts, {vocab}, pretokenizer={pre!r})
+tok = train_bpe(texts(), {vocab}, pretokenizer={pre!r})
 wall = time.perf_counter() - t
 open({out!r}, "w").write(tok)
-print(json.dumps({{"wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+print(json.dumps({{"wall": wall, "rss": hwm()}}))
 """
+)
 
-OURS_CHILD = """
-import json, os, resource, sys, time
+OURS_CHILD = (
+    """
+import json, os, sys, time
 sys.path.insert(0, {root!r})
+"""
+    + HWM
+    + """
 import ray
 from forensics.raytools import ensure_ray
 t = time.perf_counter()
@@ -94,9 +111,12 @@ from pipeline.bpe.train import train_from_table
 t = time.perf_counter()
 table = count_shards({shards!r}, {pre!r})
 t_count = time.perf_counter() - t
-rss_count = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss_count = hwm()
 t = time.perf_counter()
-tok, rep = ray.get(ray.remote(num_cpus=1)(train_from_table).remote(table, {vocab}))
+def train_task(table, vocab):  # as mixtrace bpe train: a Ray task that trains in a lean child
+    tok, rep = train_from_table(table, vocab)
+    return tok, rep, hwm()
+tok, rep, task_rss = ray.get(ray.remote(num_cpus=1)(train_task).remote(table, {vocab}))
 t_train = time.perf_counter() - t
 def worker_peaks():  # VmHWM (peak resident size) of this driver's Ray worker processes
     parent, cmds = {{}}, {{}}
@@ -129,21 +149,29 @@ def worker_peaks():  # VmHWM (peak resident size) of this driver's Ray worker pr
 peak = worker_peaks()
 open({out!r}, "w").write(tok)
 print(json.dumps({{"ray_start": ray_start, "count": t_count, "train": t_train, "words": table.num_words,
-    "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "driver_rss_count": rss_count,
-    "worker_rss": peak[:4], "bytes": table.stats["total_bytes"]}}))
+    "driver_rss": hwm(), "driver_rss_count": rss_count,
+    "worker_rss": peak[:4], "bytes": table.stats["total_bytes"],
+    "train_task_rss": task_rss, "trainer_rss": rep["trainer_peak_rss"]}}))
 """
+)
 
-TRAIN_CHILD = """
-import json, resource, sys, time
+TRAIN_CHILD = (
+    """
+import json, sys, time
 sys.path.insert(0, {root!r})
+"""
+    + HWM
+    + """
 from pipeline.bpe.count import CountTable
 from pipeline.bpe.train import train_from_table
 table = CountTable.read({counts!r})
 t = time.perf_counter()
 tok, rep = train_from_table(table, {vocab})
 print(json.dumps({{"train": time.perf_counter() - t, "words": table.num_words,
-    "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+    "rss": hwm(),
+    "trainer_rss": rep["trainer_peak_rss"]}}))
 """
+)
 
 
 def child(code: str) -> dict:
@@ -186,7 +214,8 @@ def main() -> None:
         )
         ours = child(OURS_CHILD.format(**fmt, out=f"{tmp}/ours.json", cpus=args.cpus))
         wall = ours["count"] + ours["train"]
-        peak = max([ours["driver_rss"], *ours["worker_rss"]])
+        peak = max([ours["driver_rss"], *ours["worker_rss"], ours["trainer_rss"]])
+        step = ours["train_task_rss"] + ours["trainer_rss"]
         print(
             f"mixtrace (Ray started in {ours['ray_start']:.1f} s, not counted): count "
             f"{ours['count']:.1f} s + train {ours['train']:.1f} s = {wall:.1f} s "
@@ -196,7 +225,13 @@ def main() -> None:
             f"  peak RSS: driver {ours['driver_rss'] / 2**20:.0f} MB (after counting "
             f"{ours['driver_rss_count'] / 2**20:.0f} MB), Ray workers "
             + ", ".join(f"{r / 2**20:.0f}" for r in ours["worker_rss"])
-            + f" MB; largest process {peak / 2**20:.0f} MB = {peak / hf['rss']:.2f}x tokenizers"
+            + f" MB, training child {ours['trainer_rss'] / 2**20:.0f} MB; largest process "
+            f"{peak / 2**20:.0f} MB = {peak / hf['rss']:.2f}x tokenizers"
+        )
+        print(
+            f"  training step, both its processes together (the Ray task "
+            f"{ours['train_task_rss'] / 2**20:.0f} MB + its child): {step / 2**20:.0f} MB = "
+            f"{step / hf['rss']:.2f}x tokenizers"
         )
         same = merges_of(f"{tmp}/hf.json") == merges_of(f"{tmp}/ours.json")
         print(f"  identical merges: {same} ({len(merges_of(f'{tmp}/ours.json')):,} merges)")
@@ -223,7 +258,8 @@ def main() -> None:
             trains.append(r["train"])
             print(
                 f"  {sizes[-1] / 1e6:5.1f} MB: {words[-1]:,} distinct pretokens, train "
-                f"{trains[-1]:.1f} s, trainer peak RSS {r['rss'] / 2**20:.0f} MB"
+                f"{trains[-1]:.1f} s, trainer peak RSS {r['trainer_rss'] / 2**20:.0f} MB "
+                f"(its parent, holding the table: {r['rss'] / 2**20:.0f} MB)"
             )
     import numpy as np
 

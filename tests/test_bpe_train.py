@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,7 +24,7 @@ from pipeline.bpe.count import (
     parse_mix,
 )
 from pipeline.bpe.train import train_from_shards
-from pipeline.bpe.trainer import BPETrainingError, train_from_counts
+from pipeline.bpe.trainer import BPETrainingError, train_from_code_points, train_from_counts
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -102,6 +103,36 @@ def test_train_from_counts_bad_input():
     # runs out of pairs: stops with what the counts give
     got = train_from_counts({"ab": 2}, 300)
     assert got.merges == (("a", "b"),)
+
+
+def test_code_point_input_and_isolated_child_train_the_same(corpus):
+    """The count table's code-point arrays (Arrow buffers, no Python strings) hold the same
+    words as its strings, sliced chunks included; the trainer in its child process gives the
+    same merges as in-process; zero counts and empty words are dropped the same way."""
+    texts = [d["text"] for docs in corpus.values() for d in docs]
+    counts = PretokenCounter("gpt2").count(texts)
+    words = sorted(counts)
+    big = pa.large_string()
+    col = pa.chunked_array([pa.array(words[:500], big), pa.array(words[500:], big).slice(3)])
+    table = CountTable(
+        [
+            pa.table(
+                {"word": col, "count": pa.array([counts[w] for w in words[:500] + words[503:]])}
+            )
+        ],
+        "gpt2",
+        {},
+    )
+    cps, lengths, cnt = table.code_points()
+    ws, cs = table.words_and_counts()
+    assert cps.dtype == np.uint32 and len(lengths) == len(ws) == len(cnt)
+    assert "".join(ws) == cps.tobytes().decode("utf-32-le")
+    assert lengths.tolist() == [len(w) for w in ws] and cnt.tolist() == cs.tolist()
+    ref = train_from_counts(([*ws, "", "xyz"], [*cs.tolist(), 5, 0]), 1500)
+    got = train_from_code_points(cps, lengths, cnt, 1500, isolate=True)
+    assert got.merges == ref.merges and got.vocab == ref.vocab
+    with pytest.raises(BPETrainingError, match="sum to"):
+        train_from_code_points(cps, lengths[:-1], cnt[:-1], 1500)
 
 
 def _write_shards(folder: Path, corpus, per_file: int = 2) -> list[Path]:

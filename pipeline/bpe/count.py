@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from forensics.merges import PretokenizerSpec
 from forensics.pretokenize import Pretokenizer
@@ -405,6 +406,33 @@ class CountTable:
             words.extend(t.column("word").to_pylist())
             counts.append(t.column("count").to_numpy())
         return words, (np.concatenate(counts) if counts else np.zeros(0, np.int64))
+
+    def code_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The words as one array of code points (uint32), their lengths in characters and
+        their counts: what :func:`~pipeline.bpe.trainer.train_from_code_points` takes, made
+        from the Arrow buffers without a Python string per word."""
+        cps: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        for t in self.partitions:
+            t = t.cast(COUNT_SCHEMA)
+            for chunk in t.column("word").chunks:
+                if len(chunk) == 0:
+                    continue
+                if chunk.null_count:
+                    raise BPEInputError("the count table holds a null word")
+                off = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+                off = off[chunk.offset : chunk.offset + len(chunk) + 1]
+                data = chunk.buffers()[2]
+                raw = data[int(off[0]) : int(off[-1])].to_pybytes() if data is not None else b""
+                cps.append(np.frombuffer(raw.decode("utf-8").encode("utf-32-le"), np.uint32))
+                lengths.append(pc.utf8_length(chunk).to_numpy().astype(np.int64))
+            counts.append(t.column("count").to_numpy())
+
+        def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        return cat(cps, np.uint32), cat(lengths, np.int64), cat(counts, np.int64)
 
     def write(self, folder: str) -> list[str]:
         """``folder/part-00000.parquet``, ``part-00001.parquet``, ... (zstd) and

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .count import BPEInputError, CountTable, count_shards
-from .trainer import BPETrainingError, to_tokenizer, train_from_counts
+from .trainer import BPETrainingError, to_tokenizer, train_from_code_points
 
 __all__ = ["TrainResult", "train_from_shards", "train_from_table"]
 
@@ -30,14 +30,20 @@ class TrainResult:
 
 
 def train_from_table(
-    table: CountTable, vocab_size: int, *, min_frequency: int = 0
+    table: CountTable, vocab_size: int, *, min_frequency: int = 0, isolate: bool = True
 ) -> tuple[str, dict[str, Any]]:
-    """``tokenizer.json`` trained from a count table, and the training figures."""
+    """``tokenizer.json`` trained from a count table, and the training figures.
+
+    ``isolate`` (default): the compiled trainer runs in a lean child process (see
+    :func:`~pipeline.bpe.trainer.train_from_code_points`), so the peak memory of training is
+    the trainer's arrays on numba's runtime, not that on top of Ray, polars and the table."""
     t0 = time.perf_counter()
-    words, counts = table.words_and_counts()
+    cps, lengths, counts = table.code_points()
     t_load = time.perf_counter() - t0
     try:
-        trained = train_from_counts((words, counts), vocab_size, min_frequency=min_frequency)
+        trained = train_from_code_points(
+            cps, lengths, counts, vocab_size, min_frequency=min_frequency, isolate=isolate
+        )
     except BPETrainingError as e:
         raise BPEInputError(str(e)) from None
     tok = to_tokenizer(trained, table.pretokenizer)
@@ -46,7 +52,8 @@ def train_from_table(
         "requested_vocab_size": vocab_size,
         "merges": len(trained.merges),
         "duplicate_merges": trained.duplicates,
-        "words": len(words),
+        "words": len(counts),
+        "trainer_peak_rss": trained.peak_rss,  # bytes, the training child process (isolate)
         "timings": {"load_counts": t_load, "train": time.perf_counter() - t0 - t_load},
     }
     if tok.get_vocab_size() < vocab_size:

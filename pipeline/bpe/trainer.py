@@ -31,14 +31,15 @@ __all__ = [
     "byte_alphabet",
     "continue_training",
     "to_tokenizer",
+    "train_from_code_points",
     "train_from_counts",
 ]
 
 _KEY = np.int64(1 << 24)  # pair key a * _KEY + b: token ids below 16.7 M
 _P = np.uint64(1_000_003)  # polynomial string hash (duplicate tokens; verified afterwards)
 
-# pairs table columns
-_A, _B, _COUNT, _HEAD, _LASTW, _STAMP = range(6)
+# pairs table columns (the counts are a separate int64 array)
+_A, _B, _HEAD, _LASTW, _STAMP = range(5)
 
 
 class BPETrainingError(ValueError):
@@ -54,6 +55,7 @@ class TrainedBPE:
     merges: tuple[tuple[str, str], ...]
     vocab: dict[str, int]
     duplicates: int  # merges whose token already existed (tokenizers records them too)
+    peak_rss: int | None = None  # bytes: the training child's peak resident size (isolate)
 
 
 def byte_alphabet() -> list[str]:
@@ -85,48 +87,51 @@ def _grow1(a, n):
 
 
 @numba.njit(cache=True)
-def _slot(table, k):
-    """Open addressing (linear probing) over ``table[:, 0]`` keys (-1: empty)."""
-    mask = table.shape[0] - 1
-    i = (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+def _slot(keys, pairs, x, y):
+    """Open addressing (linear probing): ``keys`` holds pair ids (-1: empty), the pairs
+    themselves are ``pairs[pid, _A/_B]`` — 4 bytes a slot, not a stored 64-bit key."""
+    mask = keys.shape[0] - 1
+    i = (np.uint64(x * _KEY + y) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
     i = np.int64(i) & mask
-    while table[i, 0] != -1 and table[i, 0] != k:
+    while keys[i] != -1:
+        q = keys[i]
+        if pairs[q, _A] == x and pairs[q, _B] == y:
+            break
         i = (i + 1) & mask
     return i
 
 
 @numba.njit(cache=True)
-def _rehash(table):
-    new = np.full((table.shape[0] * 2, 2), -1, np.int64)
-    for i in range(table.shape[0]):
-        if table[i, 0] != -1:
-            j = _slot(new, table[i, 0])
-            new[j, 0] = table[i, 0]
-            new[j, 1] = table[i, 1]
+def _rehash(keys, pairs):
+    new = np.full(keys.shape[0] * 2, -1, keys.dtype)
+    for i in range(keys.shape[0]):
+        q = keys[i]
+        if q != -1:
+            new[_slot(new, pairs, pairs[q, _A], pairs[q, _B])] = q
     return new
 
 
 @numba.njit(cache=True)
-def _pair(keys, pairs, npairs, x, y):
-    """The id of pair (x, y), created with count 0 when new; returns (pid, keys, pairs, npairs)."""
-    k = x * _KEY + y
-    i = _slot(keys, k)
-    if keys[i, 0] == k:
-        return keys[i, 1], keys, pairs, npairs
+def _pair(keys, pairs, count, npairs, x, y):
+    """The id of pair (x, y), created with count 0 when new; returns
+    (pid, keys, pairs, count, npairs)."""
+    i = _slot(keys, pairs, x, y)
+    if keys[i] != -1:
+        return np.int64(keys[i]), keys, pairs, count, npairs
     if 2 * (npairs + 1) > keys.shape[0]:
-        keys = _rehash(keys)
-        i = _slot(keys, k)
-    keys[i, 0] = k
-    keys[i, 1] = npairs
+        keys = _rehash(keys, pairs)
+        i = _slot(keys, pairs, x, y)
+    keys[i] = npairs
     pairs = _grow2(pairs, npairs + 1)
+    count = _grow1(count, npairs + 1)
     pid = npairs
     pairs[pid, _A] = x
     pairs[pid, _B] = y
-    pairs[pid, _COUNT] = 0
+    count[pid] = 0
     pairs[pid, _HEAD] = -1
     pairs[pid, _LASTW] = -1
     pairs[pid, _STAMP] = -1
-    return pid, keys, pairs, npairs + 1
+    return np.int64(pid), keys, pairs, count, npairs + 1
 
 
 @numba.njit(cache=True)
@@ -204,6 +209,7 @@ def _train(
     sym,
     post0,
     pairs0,
+    count0,
     heap0,
     start,
     length,
@@ -226,22 +232,25 @@ def _train(
     not merged (extension); otherwise it is, reusing the token (what ``tokenizers`` does).
     """
     n_words = start.shape[0]
-    keys = np.full((1 << 17, 2), -1, np.int64)
     pairs = pairs0  # allocated by the caller at their upper bound (see _run)
+    pcount = count0
+    keys = np.full(1 << 17, -1, pairs.dtype)
     npairs = 0
     post = post0  # (word, next) rows; int32 when the caller knows they fit
     npost = 0
     for w in range(n_words):
         s0 = start[w]
         for i in range(s0, s0 + length[w] - 1):
-            pid, keys, pairs, npairs = _pair(keys, pairs, npairs, sym[i], sym[i + 1])
-            pairs[pid, _COUNT] += wcount[w]
+            pid, keys, pairs, pcount, npairs = _pair(
+                keys, pairs, pcount, npairs, sym[i], sym[i + 1]
+            )
+            pcount[pid] += wcount[w]
             post, npost = _post(pairs, post, npost, pid, w)
     heap = heap0
     nheap = 0
     for pid in range(npairs):
-        if pairs[pid, _COUNT] > 0:
-            heap, nheap = _push(heap, pairs, nheap, pairs[pid, _COUNT], pid)
+        if pcount[pid] > 0:
+            heap, nheap = _push(heap, pairs, nheap, pcount[pid], pid)
 
     n_tok = tok_hash.shape[0]
     hashes = Dict.empty(key_type=types.int64, value_type=types.int64)
@@ -264,19 +273,19 @@ def _train(
         pid = heap[nheap, 1]
         a = pairs[pid, _A]
         b = pairs[pid, _B]
-        if c != pairs[pid, _COUNT]:
-            heap, nheap = _push(heap, pairs, nheap, pairs[pid, _COUNT], pid)
+        if c != pcount[pid]:
+            heap, nheap = _push(heap, pairs, nheap, pcount[pid], pid)
             continue
         if c < 1 or c < min_freq:
             break
         if restrict and mk[a] == 0 and mk[b] == 0:
-            pairs[pid, _COUNT] = 0  # never merged (its count stays unreliable: unused)
+            pcount[pid] = 0  # never merged (its count stays unreliable: unused)
             continue
         h = th[a] * tp[b] + th[b]
         hk = np.int64(h)
         r = hashes[hk] if hk in hashes else np.int64(-1)
         if r >= 0 and skip_existing:
-            pairs[pid, _COUNT] = 0
+            pcount[pid] = 0
             continue
         if r < 0:
             r = n_tok
@@ -326,10 +335,14 @@ def _train(
                             y_old = sym[i + 2]
                             x_new = r
                             y_new = sym[i + 2]
-                        q, keys, pairs, npairs = _pair(keys, pairs, npairs, x_old, y_old)
-                        pairs[q, _COUNT] -= cnt
-                        q, keys, pairs, npairs = _pair(keys, pairs, npairs, x_new, y_new)
-                        pairs[q, _COUNT] += cnt
+                        q, keys, pairs, pcount, npairs = _pair(
+                            keys, pairs, pcount, npairs, x_old, y_old
+                        )
+                        pcount[q] -= cnt
+                        q, keys, pairs, pcount, npairs = _pair(
+                            keys, pairs, pcount, npairs, x_new, y_new
+                        )
+                        pcount[q] += cnt
                         post, npost = _post(pairs, post, npost, q, w)
                         if pairs[q, _STAMP] != step:
                             pairs[q, _STAMP] = step
@@ -346,8 +359,8 @@ def _train(
             length[w] = j - s0
         for k in range(nchanged):
             q = changed[k]
-            if pairs[q, _COUNT] > 0:
-                heap, nheap = _push(heap, pairs, nheap, pairs[q, _COUNT], q)
+            if pcount[q] > 0:
+                heap, nheap = _push(heap, pairs, nheap, pcount[q], q)
     stats = np.array([npairs, npost, heap.shape[0], keys.shape[0], pairs.shape[0], post.shape[0]])
     return merges[:nm].copy(), stats
 
@@ -375,6 +388,7 @@ def train_from_counts(
     *,
     alphabet: Sequence[str] | None = None,
     min_frequency: int = 0,
+    isolate: bool = False,
 ) -> TrainedBPE:
     """Train a BPE from pretoken counts, as ``tokenizers.trainers.BpeTrainer`` would.
 
@@ -382,7 +396,7 @@ def train_from_counts(
     in the model's symbol space (byte-level unicode for byte-level models). ``alphabet``: the
     initial alphabet (default: the 256 byte-level symbols); characters of the words outside it
     are added, as the trainer's ``compute_alphabet`` does. ``vocab_size`` counts the alphabet.
-    No special tokens.
+    No special tokens. ``isolate``: see :func:`train_from_code_points`.
     """
     if isinstance(word_counts, tuple):
         words, counts = list(word_counts[0]), np.asarray(word_counts[1], dtype=np.int64)
@@ -391,15 +405,52 @@ def train_from_counts(
         counts = np.array(list(word_counts.values()), dtype=np.int64)
     if len(words) != len(counts):
         raise BPETrainingError(f"{len(words)} words but {len(counts)} counts")
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    return train_from_code_points(
+        cps,
+        lengths,
+        counts,
+        vocab_size,
+        alphabet=alphabet,
+        min_frequency=min_frequency,
+        isolate=isolate,
+    )
+
+
+def train_from_code_points(
+    cps: np.ndarray,
+    lengths: np.ndarray,
+    counts: np.ndarray,
+    vocab_size: int,
+    *,
+    alphabet: Sequence[str] | None = None,
+    min_frequency: int = 0,
+    isolate: bool = False,
+) -> TrainedBPE:
+    """:func:`train_from_counts` on the words as one array of code points: word ``i`` is the
+    next ``lengths[i]`` of ``cps``, seen ``counts[i]`` times (no Python string per word).
+
+    ``isolate``: the compiled trainer runs in a child process that imports only numpy, numba
+    and this module and gets the arrays through files — a process that has Ray, polars and the
+    count table loaded does not also hold the trainer's arrays (``mixtrace bpe train``).
+    """
+    cps = np.asarray(cps, dtype=np.uint32)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    if len(lengths) != len(counts):
+        raise BPETrainingError(f"{len(lengths)} words but {len(counts)} counts")
+    if int(lengths.sum()) != cps.size or (lengths.size and lengths.min() < 0):
+        raise BPETrainingError(
+            f"word lengths sum to {int(lengths.sum())}, not the {cps.size} code points given"
+        )
     if counts.size and counts.min() < 0:
         raise BPETrainingError("word counts must be non-negative")
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     if counts.size and (counts.min() == 0 or lengths.min() == 0):  # drop empty words, zeros
-        keep = np.flatnonzero((counts > 0) & (lengths > 0))
-        words = [words[i] for i in keep.tolist()]
+        keep = (counts > 0) & (lengths > 0)
+        cps = cps[np.repeat(keep, lengths)]
         counts, lengths = counts[keep], lengths[keep]
-    # the words' code points in one array; the alphabet: the base symbols and every character
-    cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    # the alphabet: the base symbols and every character of the words
     seen = np.flatnonzero(np.bincount(cps)) if cps.size else np.zeros(0, np.int64)
     base = byte_alphabet() if alphabet is None else alphabet
     symbols = sorted(set(base) | set(map(chr, seen.tolist())))  # numbered by code point
@@ -409,23 +460,118 @@ def train_from_counts(
         )
     if len(symbols) >= int(_KEY):
         raise BPETrainingError(f"alphabet of {len(symbols)} symbols is too large")
-    start = np.zeros(len(words), dtype=np.int64)
-    if len(words):
+    start = np.zeros(len(lengths), dtype=np.int64)
+    if len(lengths):
         np.cumsum(lengths[:-1], out=start[1:])
     sym_cps = np.array([ord(s) for s in symbols], dtype=np.int64)
     table = np.full(int(sym_cps.max()) + 1, -1, dtype=np.int32)
     table[sym_cps] = np.arange(len(symbols), dtype=np.int32)
     sym = table[cps]
     del cps
+    stats: dict[str, int] = {}
     tokens, merges, dups = _run(
-        sym, start, lengths, counts, list(symbols), vocab_size, min_frequency
+        sym,
+        start,
+        lengths,
+        counts,
+        list(symbols),
+        vocab_size,
+        min_frequency,
+        isolate=isolate,
+        stats=stats,
     )
     return TrainedBPE(
         alphabet=tuple(symbols),
         merges=tuple(merges),
         vocab={t: i for i, t in enumerate(tokens)},
         duplicates=dups,
+        peak_rss=stats.get("peak_rss"),
     )
+
+
+# the compiled trainer's inputs, in order (arrays, then scalars); see _train_arrays
+_ARRAYS = ("sym", "start", "lengths", "counts", "tok_hash", "tok_pow", "mark")
+_SCALARS = ("n_vocab", "vocab_size", "min_freq", "restrict", "skip_existing")
+
+
+def _train_arrays(
+    sym,
+    start,
+    lengths,
+    counts,
+    th,
+    tp,
+    mark,
+    n_vocab,
+    vocab_size,
+    min_freq,
+    restrict,
+    skip_existing,
+):
+    """Allocate the trainer's work arrays and run it; returns (merge rows, stats)."""
+    n_sym = len(sym)
+    # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
+    wide = 3 * n_sym + len(start) >= (1 << 31) - 1
+    # capacities at their upper bounds (pairs, postings and heap entries: at most the initial
+    # ones plus two per merged occurrence, < 3 per symbol), allocated here by numpy: pages
+    # never written are never resident, and no array is ever copied to grow (numba's own
+    # np.empty writes its pages)
+    bound = 3 * n_sym + 16
+    idx = np.int64 if wide else np.int32  # word, posting and pair indices
+    return _train(
+        sym.astype(np.int32, copy=False),
+        np.empty((bound, 2), idx),  # postings
+        np.empty((bound, 5), idx),  # pairs: a, b, first posting, last word, stamp
+        np.empty(bound, np.int64),  # pair counts
+        np.empty((2 * bound, 2), np.int64),  # heap
+        start.astype(np.int64),
+        lengths.astype(np.int64),
+        counts.astype(np.int64),
+        th,
+        tp,
+        np.int64(n_vocab),
+        np.int64(vocab_size),
+        np.int64(min_freq),
+        mark.astype(np.int8),
+        bool(restrict),
+        bool(skip_existing),
+    )
+
+
+def _train_in_child(arrays: dict[str, np.ndarray], scalars: dict[str, int]):
+    """:func:`_train_arrays` in a fresh ``python -m pipeline.bpe.trainer_child`` process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="mixtrace-bpe-") as tmp:
+        d = Path(tmp)
+        for name in _ARRAYS:
+            np.save(d / f"{name}.npy", arrays[name], allow_pickle=False)
+        (d / "scalars.json").write_text(json.dumps(scalars), encoding="utf-8")
+        arrays.clear()  # the caller's references go; the child reads the files
+        # the child imports this very copy of the package (a Ray worker's working dir, a
+        # checkout not installed)
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.bpe.trainer_child", str(d)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"the BPE training process failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-2000:]}"
+            )
+        rows = np.load(d / "rows.npy", allow_pickle=False)
+        stats = np.load(d / "stats.npy", allow_pickle=False)
+    return rows, stats
 
 
 def _run(
@@ -439,44 +585,44 @@ def _run(
     *,
     mark: np.ndarray | None = None,
     skip_existing: bool = False,
+    isolate: bool = False,
+    stats: dict[str, int] | None = None,
 ) -> tuple[list[str], list[tuple[str, str]], int]:
-    """Run the compiled trainer; returns (all tokens, the new merges, duplicate merges).
+    """Run the compiled trainer (in a child process when ``isolate``); returns (all tokens,
+    the new merges, duplicate merges).
 
-    ``tokens``: the existing tokens' strings by id (``sym`` holds their ids)."""
+    ``tokens``: the existing tokens' strings by id (``sym`` holds their ids). ``stats``, when
+    given, receives the trainer's array sizes (and the child's ``peak_rss`` in bytes)."""
     th, tp = _string_hashes(tokens)
     restrict = mark is not None
-    n_sym = len(sym)
-    # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
-    wide = 3 * n_sym + len(start) >= (1 << 31) - 1
-    # capacities at their upper bounds (pairs, postings and heap entries: at most the initial
-    # ones plus two per merged occurrence, < 3 per symbol), allocated here by numpy: pages
-    # never written are never resident, and no array is ever copied to grow (numba's own
-    # np.empty writes its pages)
-    bound = 3 * n_sym + 16
-    post0 = np.empty((bound, 2), np.int64 if wide else np.int32)
-    pairs0 = np.empty((bound, 6), np.int64)
-    heap0 = np.empty((2 * bound, 2), np.int64)
-    rows, stats = _train(
-        sym.astype(np.int32, copy=False),
-        post0,
-        pairs0,
-        heap0,
-        start.astype(np.int64),
-        lengths.astype(np.int64).copy(),
-        counts.astype(np.int64),
-        th,
-        tp,
-        np.int64(len(tokens)),
-        np.int64(vocab_size),
-        np.int64(min_frequency),
-        (mark if restrict else np.zeros(len(tokens), np.int8)).astype(np.int8),
-        restrict,
-        skip_existing,
-    )
-    logger.debug(
-        "trainer arrays: %d pairs, %d postings, heap %d rows, %d hash slots (capacities %d, %d)",
-        *stats.tolist(),
-    )
+    arrays = {
+        "sym": sym.astype(np.int32, copy=False),
+        "start": start.astype(np.int64, copy=False),
+        "lengths": lengths.astype(np.int64),  # a copy: updated in place
+        "counts": counts.astype(np.int64, copy=False),
+        "tok_hash": th,
+        "tok_pow": tp,
+        "mark": (mark if restrict else np.zeros(len(tokens), np.int8)).astype(np.int8),
+    }
+    scalars = {
+        "n_vocab": len(tokens),
+        "vocab_size": int(vocab_size),
+        "min_freq": int(min_frequency),
+        "restrict": int(restrict),
+        "skip_existing": int(skip_existing),
+    }
+    del sym
+    if isolate:
+        rows, figures = _train_in_child(arrays, scalars)
+    else:
+        rows, figures = _train_arrays(
+            *(arrays[k] for k in _ARRAYS), *(scalars[k] for k in _SCALARS)
+        )
+    names = ("pairs", "postings", "heap_rows", "hash_slots", "pair_capacity", "post_capacity")
+    got = dict(zip((*names, "peak_rss"), map(int, figures.tolist()), strict=False))
+    logger.debug("trainer arrays: %s", got)
+    if stats is not None:
+        stats.update(got)
     tokens = list(tokens)
     merges: list[tuple[str, str]] = []
     duplicates = 0
