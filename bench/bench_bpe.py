@@ -241,7 +241,7 @@ def main() -> None:
         # training time vs distinct pretokens, and Heaps' law
         from pipeline.bpe.count import count_shards
 
-        sizes, words, trains = [], [], []
+        sizes, words, trains, mem_ours, mem_hf = [], [], [], [], []
         for frac in (8, 4, 2, 1):
             part = docs[: max(1, len(docs) // frac)]
             sub = Path(tmp) / f"s{frac}"
@@ -253,16 +253,37 @@ def main() -> None:
                     root=str(ROOT), counts=str(sub / "counts"), vocab=args.vocab_size
                 )
             )
+            hf_part = (
+                hf
+                if frac == 1
+                else child(
+                    HF_CHILD.format(**{**fmt, "shards": str(sub / "shards")}, out=f"{sub}/hf.json")
+                )
+            )
             sizes.append(table.stats["total_bytes"])
             words.append(r["words"])
             trains.append(r["train"])
+            mem_ours.append(r["trainer_rss"] / 2**20)
+            mem_hf.append(hf_part["rss"] / 2**20)
             print(
                 f"  {sizes[-1] / 1e6:5.1f} MB: {words[-1]:,} distinct pretokens, train "
-                f"{trains[-1]:.1f} s, trainer peak RSS {r['trainer_rss'] / 2**20:.0f} MB "
-                f"(its parent, holding the table: {r['rss'] / 2**20:.0f} MB)"
+                f"{trains[-1]:.1f} s, trainer peak RSS {mem_ours[-1]:.0f} MB "
+                f"(its parent, holding the table: {r['rss'] / 2**20:.0f} MB); tokenizers "
+                f"{mem_hf[-1]:.0f} MB ({mem_ours[-1] / mem_hf[-1]:.2f}x)"
             )
     import numpy as np
 
+    mb = np.array(sizes) / 1e6
+    so, io = np.polyfit(mb, mem_ours, 1)
+    sh, ih = np.polyfit(mb, mem_hf, 1)
+    cross = (io - 0.5 * ih) / (0.5 * sh - so) if 0.5 * sh > so else float("inf")
+    print(
+        f"peak memory against text size (least squares over the four sizes): training child "
+        f"{io:.0f} MB + {so:.1f} MB per MB of text, tokenizers {ih:.0f} MB + {sh:.1f} MB per MB"
+        f" (slope ratio {so / sh:.2f}); by these lines the child is at 0.5x of tokenizers from "
+        f"{cross:.0f} MB of text on"
+        + (f" (an extrapolation beyond {mb[-1]:.0f} MB)" if cross > mb[-1] else "")
+    )
     hb = np.polyfit(np.log(sizes), np.log(words), 1)  # words = K * bytes^beta
     tw = np.polyfit(np.log(words), np.log(trains), 1)  # train = c * words^gamma
     tb = 1e12
