@@ -207,6 +207,53 @@ def test_extension_trial_attacks_only_the_added_merges():
         run_trial(ExperimentConfig(n=2, extend=10, after=5), 0, pool)
 
 
+def test_extension_is_exact_on_its_own_training_text(tmp_path):
+    """The extension oracle: a base trained on mixture A, extended on mixture B, attacked (after
+    = K) with B's own training text per category. Every constraint of merges K+1.. then holds
+    at B's weights (objective 0) and the LP returns B exactly. Continuation words cut otherwise
+    than the attack's pretokens, counts at step K that are not those after K merges, or
+    constraints on the base's merges break it. (Ties cannot show here: an exact tie satisfies
+    both orders; test_training checks them against HF.) The extension's weak accuracy on
+    *fresh* text is therefore sampling noise meeting a mixture shift, not a mismatch."""
+    from forensics.counting import BPEModel, TokenHistories, build_trajectories, category_events
+    from forensics.experiment import extend_merge_list, train_target
+    from forensics.infer import count_texts
+    from forensics.lp import solve_mixture
+    from forensics.pretokenize import Pretokenizer
+    from forensics.training import mixture_sample
+
+    cats = ["en", "ru", "ja"]
+    docs = {c: _read(c, 60_000) for c in cats}
+    half = {c: (d[::2], d[1::2]) for c, d in docs.items()}  # disjoint A and B documents
+    w_a = {"en": 0.6, "ru": 0.1, "ja": 0.3}
+    w_b = {"en": 0.15, "ru": 0.5, "ja": 0.35}
+    texts_a, _ = mixture_sample({c: half[c][0] for c in cats}, w_a, 60_000)
+    texts_b, used = mixture_sample({c: half[c][1] for c in cats}, w_b, 50_000)
+    ml = train_target(texts_a, 256 + 300, "bytelevel-digits", tmp_path)
+    pre = Pretokenizer.from_spec(ml.pretokenizer)
+    ext = extend_merge_list(ml, pre, texts_b, 200)
+    K = len(ml.merges)
+    model = BPEModel(ext.merges, ext.base, ext.alphabet)
+    hist = TokenHistories(model)
+    events = []
+    for c in cats:  # each category's share of B, exactly the documents mixture_sample took
+        own, got = mixture_sample({c: half[c][1]}, {c: 1.0}, used[c])
+        assert got[c] == used[c]
+        events.append(category_events(model, count_texts(model, pre, own), hist))
+    tr = build_trajectories(model, cats, events, model.n_merges)
+    res = solve_mixture(tr, after=K)
+    truth = np.array([used[c] for c in cats]) / sum(used.values())
+    assert res.optimal and res.objective == pytest.approx(0.0, abs=1e-6)
+    assert res.alpha_bytes == pytest.approx(truth, abs=1e-6)
+
+
+def _read(cat: str, limit: int) -> list[str]:
+    from forensics.categories import sample_text
+    from pipeline.readers import ReadErrors
+
+    return sample_text(str(SAMPLE / f"{cat}.jsonl.gz"), sample_bytes=limit, errors=ReadErrors())
+
+
 def test_the_attacker_gets_its_bytes_and_the_training_side_the_rest():
     docs = [f"document {i} " + "x" * (100 + 37 * (i % 5)) for i in range(60)]
     train, attack = split_attack_rest(docs, 1000, seed=4)
