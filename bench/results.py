@@ -80,6 +80,12 @@ SETTINGS: dict[str, tuple[list[str], dict, str]] = {
         "n = 5 languages, extension: base of 8,000 on mixture A + 3,000 merges on mixture B; "
         "recover B",
     ),
+    "languages-5-late": (
+        LANGUAGES,
+        {"n": 5, "vocab_size": 11000, "after": 7744},
+        "control for the extension: an ordinary tokenizer of 11,000 on one mixture, attacked on "
+        "its last 3,000 merges only (after = 7,744)",
+    ),
 }
 #: settings whose trials bootstrap the attack (coverage of the interval); ~20 LPs a trial
 BOOTSTRAP_SETTINGS = ("languages-5", "code-5")
@@ -336,6 +342,28 @@ def calibration_lines(rows: dict) -> list[str]:
     return out
 
 
+def extension_lines(rows: dict) -> list[str]:
+    """What limits the extension setting: its control (the late merges of an ordinary
+    tokenizer) and the exactness test."""
+    ext, late = rows.get("languages-5-extension"), rows.get("languages-5-late")
+    if ext is None or late is None:
+        return []
+    e = ext["summary"]["methods"]["attack"]["median"]
+    c = late["summary"]["methods"]["attack"]["median"]
+    return [
+        f"Extension: the attack is exact when its text is the extension's own training text "
+        f"(objective 0, B's weights recovered: `pytest tests/test_experiment.py -k "
+        f"extension_is_exact`), so the LP and the continued training agree. On fresh text the "
+        f"limit is the data: the last 3,000 merges of an ordinary tokenizer alone give "
+        f"{fmt(c)} (the control row; the first row attacks all the merges), because after ~7,700 "
+        f"merges on ≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where "
+        f"document differences decide their order; the extension ({fmt(e)}) adds a mixture "
+        f"shift: its merges go almost all to the categories whose weight rose from A to B, and "
+        f"the categories that get none are bounded only from above.",
+        "",
+    ]
+
+
 def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
     lines = [
         "| setting | trials | attack (log10 MSE, mean ± std) | median | TEE | TC | random | "
@@ -396,6 +424,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         *lines,
         *withheld_table(rows),
         "",
+        *extension_lines(rows),
         *calibration_lines(rows),
         "Paper (Hayase et al. 2024, Table 1 and §6), for comparison:",
         "",
