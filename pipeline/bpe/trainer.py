@@ -565,9 +565,13 @@ def _train_in_child(arrays: dict[str, np.ndarray], scalars: dict[str, int]):
             env=env,
         )
         if proc.returncode != 0:
+            how = (
+                f"killed by signal {-proc.returncode} (out of memory?)"
+                if proc.returncode < 0
+                else f"exit {proc.returncode}"
+            )
             raise RuntimeError(
-                f"the BPE training process failed (exit {proc.returncode}): "
-                f"{proc.stderr.strip()[-2000:]}"
+                f"the BPE training process failed ({how}): {proc.stderr.strip()[-2000:]}"
             )
         rows = np.load(d / "rows.npy", allow_pickle=False)
         stats = np.load(d / "stats.npy", allow_pickle=False)
