@@ -338,7 +338,31 @@ def calibration_lines(rows: dict) -> list[str]:
         w = row["summary"].get("interval_width")
         if row["summary"].get("calibrated") and w is not None:
             out.append(f"Mean interval width, {row['description']}: {100 * w:.2f} points.")
+    out += noise_floor_lines(rows)
     out.append("")
+    return out
+
+
+def noise_floor_lines(rows: dict) -> list[str]:
+    """The attacker sample's own noise, from the bootstrap replicates of the saved trials."""
+    out = []
+    for row in rows.values():
+        floors = []
+        for r in row.get("records", []):
+            iv = r.get("interval") or {}
+            pairs = zip(r["categories"], iv.get("sd", ()), strict=False)
+            sd = [x for c, x in pairs if c not in r.get("withheld", ())]
+            if sd:
+                floors.append(float(np.log10(np.mean(np.square(sd)))))
+        if floors:
+            attack = row["summary"]["methods"]["attack"]["median"]
+            out.append(
+                f"Attacker-sample noise, {row['description']}: the bootstrap variance of the "
+                f"estimate over the attacker's documents alone is, median over trials, log10 "
+                f"{fmt(float(np.median(floors)))} (mean over categories), against the attack's "
+                f"median log10 MSE {fmt(attack)}: the same order, so the attacker's sample "
+                f"alone limits the accuracy at this size."
+            )
     return out
 
 
