@@ -116,7 +116,8 @@ t = time.perf_counter()
 def train_task(table, vocab):  # as mixtrace bpe train: a Ray task that trains in a lean child
     tok, rep = train_from_table(table, vocab)
     return tok, rep, hwm()
-tok, rep, task_rss = ray.get(ray.remote(num_cpus=1)(train_task).remote(table, {vocab}))
+from pipeline.bpe.train import TRAIN_TASK_OPTIONS
+tok, rep, task_rss = ray.get(ray.remote(**TRAIN_TASK_OPTIONS)(train_task).remote(table, {vocab}))
 t_train = time.perf_counter() - t
 def worker_peaks():  # VmHWM (peak resident size) of this driver's Ray worker processes
     parent, cmds = {{}}, {{}}

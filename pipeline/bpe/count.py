@@ -419,8 +419,7 @@ class CountTable:
         their counts: what :func:`~pipeline.bpe.trainer.train_from_code_points` takes, made
         from the Arrow buffers with numpy alone (no Python string per word; and no
         ``to_numpy``, which imports pandas into the process)."""
-        cps: list[np.ndarray] = []
-        lengths: list[np.ndarray] = []
+        chunks = []  # (a string chunk's UTF-8 bytes, its offsets rebased to 0)
         counts: list[np.ndarray] = []
         for t in self.partitions:
             t = t.cast(COUNT_SCHEMA)
@@ -432,24 +431,33 @@ class CountTable:
                 off = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
                 off = off[chunk.offset : chunk.offset + len(chunk) + 1]
                 data = chunk.buffers()[2]
-                raw = data[int(off[0]) : int(off[-1])].to_pybytes() if data is not None else b""
-                cps.append(np.frombuffer(raw.decode("utf-8").encode("utf-32-le"), np.uint32))
-                # characters per word: the bytes that start a UTF-8 sequence
-                starts = (np.frombuffer(raw, np.uint8) & 0xC0) != 0x80
-                chars = np.zeros(len(raw) + 1, np.int32 if len(raw) < 2**31 else np.int64)
-                np.cumsum(starts, out=chars[1:])
-                rel = off - off[0]
-                lengths.append(chars[rel[1:]] - chars[rel[:-1]])
+                raw = data[int(off[0]) : int(off[-1])] if data is not None else b""
+                chunks.append((np.frombuffer(raw, np.uint8), off - off[0]))
             for chunk in t.column("count").chunks:
                 if chunk.null_count:
                     raise BPEInputError("the count table holds a null count")
                 c = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
                 counts.append(c[chunk.offset : chunk.offset + len(chunk)])
-
-        def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
-            return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-        return cat(cps, np.uint32), cat(lengths, np.int64), cat(counts, np.int64)
+        # characters per word: the bytes that start a UTF-8 sequence; the outputs are filled in
+        # place, chunk by chunk (no list of parts concatenated at the end)
+        n_words = sum(len(off) - 1 for _, off in chunks)
+        lengths = np.empty(n_words, np.int64)
+        total = 0
+        w = 0
+        for raw, off in chunks:
+            chars = np.zeros(len(raw) + 1, np.int32 if len(raw) < 2**31 else np.int64)
+            np.cumsum((raw & 0xC0) != 0x80, out=chars[1:])
+            lengths[w : w + len(off) - 1] = chars[off[1:]] - chars[off[:-1]]
+            w += len(off) - 1
+            total += int(chars[-1])
+        cps = np.empty(total, np.uint32)
+        at = 0
+        for raw, _ in chunks:
+            text = raw.tobytes().decode("utf-8")
+            cps[at : at + len(text)] = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+            at += len(text)
+        cnt = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+        return cps, lengths, cnt
 
     def write(self, folder: str) -> list[str]:
         """``folder/part-00000.parquet``, ``part-00001.parquet``, ... (zstd) and

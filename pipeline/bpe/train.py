@@ -19,7 +19,16 @@ from typing import Any
 from .count import BPEInputError, CountTable, count_shards
 from .trainer import BPETrainingError, to_tokenizer, train_from_code_points
 
-__all__ = ["TrainResult", "train_from_shards", "train_from_table"]
+__all__ = ["TRAIN_TASK_OPTIONS", "TrainResult", "train_from_shards", "train_from_table"]
+
+#: the training task's Ray options. A runtime env of its own gives it a fresh worker process
+#: (Ray reuses workers only within one runtime env), not one that kept the counting tasks'
+#: Arrow and polars pools; max_calls=1 lets that worker exit when training is done.
+TRAIN_TASK_OPTIONS: dict[str, Any] = {
+    "num_cpus": 1,
+    "max_calls": 1,
+    "runtime_env": {"env_vars": {"MIXTRACE_RAY_TASK": "bpe-train"}},
+}
 
 
 @dataclass
@@ -95,7 +104,7 @@ def train_from_shards(
     if use_ray:  # a worker trains: the driver never holds the trainer's arrays
         import ray
 
-        task = ray.remote(num_cpus=1)(train_from_table)
+        task = ray.remote(**TRAIN_TASK_OPTIONS)(train_from_table)
         tok_json, train_report = ray.get(
             task.remote(table, vocab_size, min_frequency=min_frequency)
         )

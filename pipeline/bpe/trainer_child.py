@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bpe.trainer import _ARRAYS, _SCALARS, _train_arrays
+from pipeline.bpe.trainer import _ARRAYS, _SCALARS
+from pipeline.bpe.trainer_core import _train_arrays
 
 
 def main(folder: str) -> None:
