@@ -68,8 +68,7 @@ def write_shards(docs: list[dict], folder: Path, n: int = 8) -> None:
 
 
 HWM = """
-def hwm():  # peak resident bytes of this process (VmHWM: ru_maxrss would carry the parent's)
-    return int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1]) * 1024
+from pipeline.bpe.trainer import peak_rss as hwm  # VmHWM (ru_maxrss carries the parent's); no numba
 """
 
 HF_CHILD = (
@@ -136,17 +135,9 @@ def worker_peaks():  # VmHWM (peak resident size) of this driver's Ray worker pr
             if pid == os.getpid():
                 return True
         return False
-    out = []
-    for pid, cmd in cmds.items():
-        if not cmd.startswith(b"ray::") or b"Agent" in cmd or not mine(pid):
-            continue
-        try:
-            for line in open(f"/proc/{{pid}}/status"):
-                if line.startswith("VmHWM:"):
-                    out.append(int(line.split()[1]) * 1024)
-        except OSError:
-            pass
-    return sorted(out, reverse=True)
+    peaks = [hwm(pid) for pid, cmd in cmds.items()
+             if cmd.startswith(b"ray::") and b"Agent" not in cmd and mine(pid)]
+    return sorted((p for p in peaks if p is not None), reverse=True)
 peak = worker_peaks()
 open({out!r}, "w").write(tok)
 print(json.dumps({{"ray_start": ray_start, "count": t_count, "train": t_train, "words": table.num_words,

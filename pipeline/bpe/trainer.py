@@ -191,6 +191,24 @@ _ARRAYS = ("sym", "start", "lengths", "counts", "tok_hash", "tok_pow", "mark")
 _SCALARS = ("n_vocab", "vocab_size", "min_freq", "restrict", "skip_existing")
 
 
+def peak_rss(pid: int | None = None) -> int | None:
+    """The peak resident size in bytes of this process (or of process ``pid``): its VmHWM,
+    which belongs to the process's own memory map. (``getrusage``'s ru_maxrss is carried over
+    from the parent across fork and exec on Linux: a child of a large process would report
+    the parent's peak.) ``None`` when ``pid`` cannot be read (it ended)."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        if pid is not None:
+            return None
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _train_in_child(arrays: dict[str, np.ndarray], scalars: dict[str, int]):
     """``trainer_core._train_arrays`` in a fresh ``python -m pipeline.bpe.trainer_child``
     process."""
@@ -269,7 +287,6 @@ def _run(
         "restrict": int(restrict),
         "skip_existing": int(skip_existing),
     }
-    del sym
     if isolate:
         rows, figures = _train_in_child(arrays, scalars)
     else:

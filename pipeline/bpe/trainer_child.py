@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bpe.trainer import _ARRAYS, _SCALARS
+from pipeline.bpe.trainer import _ARRAYS, _SCALARS, peak_rss
 from pipeline.bpe.trainer_core import _train_arrays
 
 
@@ -24,22 +24,6 @@ def main(folder: str) -> None:
     rows, stats = _train_arrays(*arrays, *(int(scalars[k]) for k in _SCALARS))
     np.save(d / "rows.npy", rows, allow_pickle=False)
     np.save(d / "stats.npy", np.append(stats, peak_rss()), allow_pickle=False)
-
-
-def peak_rss() -> int:
-    """This process's peak resident size in bytes: VmHWM, which belongs to this process's own
-    memory map. (``getrusage``'s ru_maxrss is carried over from the parent across fork and
-    exec on Linux: a child of a large process would report the parent's peak.)"""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":
