@@ -9,8 +9,10 @@ round-robin; written as 8 Parquet shards), each side in a fresh process:
   trainer, counting in parallel on every core) — wall time and peak RSS of its process;
 * mixtrace: a local Ray is started first (its start-up is printed apart: a cluster is up
   before jobs run), then ``count_shards`` (one Ray task per shard, hash-partitioned polars
-  reduce) and the numba trainer on the count table in a Ray task (as ``mixtrace bpe train``); wall time of counting + training, peak
-  RSS of the driver, of each Ray worker (its VmHWM) and of the training step.
+  reduce) and the trainer on the count table in a Ray task that runs the compiled loop in a
+  child process (as ``mixtrace bpe train``; the loop built ahead of time, which is done once
+  before any timing); wall time of counting + training, peak RSS of the driver, of each Ray
+  worker (its VmHWM) and of the training step.
 
 Then: identical merges (checked), counting throughput in MB/s per core, the training time
 against the number of distinct pretokens (at 1/8, 1/4, 1/2, 1 of the text), and a projection
@@ -143,7 +145,8 @@ open({out!r}, "w").write(tok)
 print(json.dumps({{"ray_start": ray_start, "count": t_count, "train": t_train, "words": table.num_words,
     "driver_rss": hwm(), "driver_rss_count": rss_count,
     "worker_rss": peak[:4], "bytes": table.stats["total_bytes"],
-    "train_task_rss": task_rss, "trainer_rss": rep["trainer_peak_rss"]}}))
+    "train_task_rss": task_rss, "trainer_rss": rep["trainer_peak_rss"],
+    "engine": rep["trainer_engine"]}}))
 """
 )
 
@@ -192,6 +195,15 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
 
+    from pipeline.bpe import trainer_aot
+
+    t = time.perf_counter()
+    mod, how = trainer_aot.load()  # built once per machine (a cache), not inside the timings
+    print(
+        f"training loop: the ahead-of-time build ({how}, {time.perf_counter() - t:.1f} s)"
+        if mod is not None
+        else f"training loop: numba's JIT ({how})"
+    )
     docs = load_docs(args.mb)
     nbytes = sum(len(d["text"].encode("utf-8")) for d in docs)
     print(f"text: {len(docs):,} documents, {nbytes / 1e6:.1f} MB (14 categories, round-robin)")
@@ -217,7 +229,8 @@ def main() -> None:
             f"  peak RSS: driver {ours['driver_rss'] / 2**20:.0f} MB (after counting "
             f"{ours['driver_rss_count'] / 2**20:.0f} MB), Ray workers "
             + ", ".join(f"{r / 2**20:.0f}" for r in ours["worker_rss"])
-            + f" MB, training child {ours['trainer_rss'] / 2**20:.0f} MB; largest process "
+            + f" MB, training child ({ours['engine']}) {ours['trainer_rss'] / 2**20:.0f} MB; "
+            "largest process "
             f"{peak / 2**20:.0f} MB = {peak / hf['rss']:.2f}x tokenizers"
         )
         print(
@@ -269,12 +282,18 @@ def main() -> None:
     so, io = np.polyfit(mb, mem_ours, 1)
     sh, ih = np.polyfit(mb, mem_hf, 1)
     cross = (io - 0.5 * ih) / (0.5 * sh - so) if 0.5 * sh > so else float("inf")
+    ratios = np.array(mem_ours) / np.array(mem_hf)
+    where = (
+        f"the child is below 0.5x of tokenizers at every size measured "
+        f"({ratios.min():.2f}-{ratios.max():.2f}x)"
+        if ratios.max() <= 0.5
+        else f"by these lines the child is at 0.5x of tokenizers from {cross:.0f} MB of text on"
+        + (f" (an extrapolation beyond {mb[-1]:.0f} MB)" if cross > mb[-1] else "")
+    )
     print(
         f"peak memory against text size (least squares over the four sizes): training child "
         f"{io:.0f} MB + {so:.1f} MB per MB of text, tokenizers {ih:.0f} MB + {sh:.1f} MB per MB"
-        f" (slope ratio {so / sh:.2f}); by these lines the child is at 0.5x of tokenizers from "
-        f"{cross:.0f} MB of text on"
-        + (f" (an extrapolation beyond {mb[-1]:.0f} MB)" if cross > mb[-1] else "")
+        f" (slope ratio {so / sh:.2f}); {where}"
     )
     hb = np.polyfit(np.log(sizes), np.log(words), 1)  # words = K * bytes^beta
     tw = np.polyfit(np.log(words), np.log(trains), 1)  # train = c * words^gamma

@@ -6,6 +6,8 @@ import gzip
 import json
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -105,10 +107,27 @@ def test_train_from_counts_bad_input():
     assert got.merges == (("a", "b"),)
 
 
-def test_code_point_input_and_isolated_child_train_the_same(corpus):
+@pytest.fixture(scope="session")
+def aot_cache(tmp_path_factory) -> Path:
+    """A cache folder of this test session's own for the ahead-of-time trainer (built there
+    once, by the first isolated training)."""
+    return tmp_path_factory.mktemp("mixtrace-cache")
+
+
+@pytest.mark.parametrize("engine", ["aot", "jit"])
+def test_code_point_input_and_isolated_child_train_the_same(
+    corpus, engine, aot_cache, tmp_path, monkeypatch
+):
     """The count table's code-point arrays (Arrow buffers, no Python strings) hold the same
     words as its strings, sliced chunks included; the trainer in its child process gives the
-    same merges as in-process; zero counts and empty words are dropped the same way."""
+    same merges as in-process (numba's JIT), both with the loop compiled ahead of time and,
+    where that cannot be built (here: its cache folder cannot be created), on the JIT; zero
+    counts and empty words are dropped the same way."""
+    if engine == "aot":
+        monkeypatch.setenv("MIXTRACE_CACHE_DIR", str(aot_cache))
+    else:
+        (tmp_path / "file").write_text("not a folder")
+        monkeypatch.setenv("MIXTRACE_CACHE_DIR", str(tmp_path / "file" / "cache"))
     texts = [d["text"] for docs in corpus.values() for d in docs]
     counts = PretokenCounter("gpt2").count(texts)
     words = sorted(counts)
@@ -131,6 +150,17 @@ def test_code_point_input_and_isolated_child_train_the_same(corpus):
     ref = train_from_counts(([*ws, "", "xyz"], [*cs.tolist(), 5, 0]), 1500)
     got = train_from_code_points(cps, lengths, cnt, 1500, isolate=True)
     assert got.merges == ref.merges and got.vocab == ref.vocab
+    assert got.engine == engine and ref.engine == "jit"
+    assert got.peak_rss is not None and got.peak_rss > 0
+    if engine == "aot":  # the point of the build: it loads without numba (and LLVM)
+        probe = (
+            "import sys; from pipeline.bpe import trainer_aot as a; m, how = a.load(build=False);"
+            "assert m is not None, how; print(sorted(k for k in sys.modules if 'numba' in k "
+            "or 'llvmlite' in k))"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[]"
     with pytest.raises(BPETrainingError, match="sum to"):
         train_from_code_points(cps, lengths[:-1], cnt[:-1], 1500)
 

@@ -45,7 +45,8 @@ def train_from_table(
 
     ``isolate`` (default): the compiled trainer runs in a lean child process (see
     :func:`~pipeline.bpe.trainer.train_from_code_points`), so the peak memory of training is
-    the trainer's arrays on numba's runtime, not that on top of Ray, polars and the table."""
+    the trainer's arrays (on the ahead-of-time build of the loop, or numba's runtime where it
+    cannot be built), not that on top of Ray, polars and the table."""
     t0 = time.perf_counter()
     cps, lengths, counts = table.code_points()
     t_load = time.perf_counter() - t0
@@ -63,6 +64,7 @@ def train_from_table(
         "duplicate_merges": trained.duplicates,
         "words": len(counts),
         "trainer_peak_rss": trained.peak_rss,  # bytes, the training child process (isolate)
+        "trainer_engine": trained.engine,  # "aot" (compiled ahead of time) or "jit" (numba)
         "timings": {"load_counts": t_load, "train": time.perf_counter() - t0 - t_load},
     }
     if tok.get_vocab_size() < vocab_size:

@@ -52,6 +52,7 @@ class TrainedBPE:
     vocab: dict[str, int]
     duplicates: int  # merges whose token already existed (tokenizers records them too)
     peak_rss: int | None = None  # bytes: the training child's peak resident size (isolate)
+    engine: str = "jit"  # the loop that ran: numba's JIT, or "aot" (trainer_aot, isolate)
 
 
 def byte_alphabet() -> list[str]:
@@ -182,6 +183,7 @@ def train_from_code_points(
         vocab={t: i for i, t in enumerate(tokens)},
         duplicates=dups,
         peak_rss=stats.get("peak_rss"),
+        engine="aot" if stats.get("aot") else "jit",
     )
 
 
@@ -189,6 +191,52 @@ def train_from_code_points(
 # trainer_core._train_arrays
 _ARRAYS = ("sym", "start", "lengths", "counts", "tok_hash", "tok_pow", "mark")
 _SCALARS = ("n_vocab", "vocab_size", "min_freq", "restrict", "skip_existing")
+
+
+def _trainer_args(
+    sym,
+    start,
+    lengths,
+    counts,
+    th,
+    tp,
+    mark,
+    n_vocab,
+    vocab_size,
+    min_freq,
+    restrict,
+    skip_existing,
+) -> tuple[tuple, bool]:
+    """The compiled loop's arguments (``trainer_core._train``), its work arrays allocated, and
+    whether its indices need 64 bits (``wide``)."""
+    n_sym = len(sym)
+    # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
+    wide = 3 * n_sym + len(start) >= (1 << 31) - 1
+    # capacities at their upper bounds (pairs, postings and heap entries: at most the initial
+    # ones plus two per merged occurrence, < 3 per symbol), allocated here by numpy: pages
+    # never written are never resident, and no array is ever copied to grow (numba's own
+    # np.empty writes its pages)
+    bound = 3 * n_sym + 16
+    idx = np.int64 if wide else np.int32  # word, posting and pair indices
+    args = (
+        sym.astype(np.int32, copy=False),
+        np.empty((bound, 2), idx),  # postings
+        np.empty((bound, 5), idx),  # pairs: a, b, first posting, last word, stamp
+        np.empty(bound, np.int64),  # pair counts
+        np.empty((2 * bound, 2), np.int64),  # heap
+        start.astype(np.int64),
+        lengths.astype(np.int64),
+        counts.astype(np.int64),
+        th,
+        tp,
+        np.int64(n_vocab),
+        np.int64(vocab_size),
+        np.int64(min_freq),
+        mark.astype(np.int8),
+        bool(restrict),
+        bool(skip_existing),
+    )
+    return args, wide
 
 
 def peak_rss(pid: int | None = None) -> int | None:
@@ -268,7 +316,8 @@ def _run(
     the new merges, duplicate merges).
 
     ``tokens``: the existing tokens' strings by id (``sym`` holds their ids). ``stats``, when
-    given, receives the trainer's array sizes (and the child's ``peak_rss`` in bytes)."""
+    given, receives the trainer's array sizes (and from the child its ``peak_rss`` in bytes
+    and ``aot``: 1 when it ran the ahead-of-time build, 0 the JIT)."""
     th, tp = _string_hashes(tokens)
     restrict = mark is not None
     arrays = {
@@ -296,7 +345,7 @@ def _run(
             *(arrays[k] for k in _ARRAYS), *(scalars[k] for k in _SCALARS)
         )
     names = ("pairs", "postings", "heap_rows", "hash_slots", "pair_capacity", "post_capacity")
-    got = dict(zip((*names, "peak_rss"), map(int, figures.tolist()), strict=False))
+    got = dict(zip((*names, "peak_rss", "aot"), map(int, figures.tolist()), strict=False))
     logger.debug("trainer arrays: %s", got)
     if stats is not None:
         stats.update(got)

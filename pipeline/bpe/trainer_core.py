@@ -1,7 +1,8 @@
 """The compiled core of :mod:`pipeline.bpe.trainer` (numba): word counts as arrays in, merges
 as rows out. A module of its own so that a process which only prepares the arrays and hands
 them to the training child (``isolate``) never imports numba (56 MB, 156 MB once a compiled
-function is loaded)."""
+function is loaded); the child runs the same loop compiled ahead of time
+(:mod:`pipeline.bpe.trainer_aot`) where it can."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from numba import types
 from numba.typed import Dict
 
-from .trainer import _KEY
+from .trainer import _KEY, _trainer_args
 
 # pairs table columns (the counts are a separate int64 array)
 _A, _B, _HEAD, _LASTW, _STAMP = range(5)
@@ -313,45 +314,8 @@ def _train(
     return merges[:nm].copy(), stats
 
 
-def _train_arrays(
-    sym,
-    start,
-    lengths,
-    counts,
-    th,
-    tp,
-    mark,
-    n_vocab,
-    vocab_size,
-    min_freq,
-    restrict,
-    skip_existing,
-):
-    """Allocate the trainer's work arrays and run it; returns (merge rows, stats)."""
-    n_sym = len(sym)
-    # postings (word, next): int32 when every index fits (initial ≤ n_sym, then ≤ 2 per merge)
-    wide = 3 * n_sym + len(start) >= (1 << 31) - 1
-    # capacities at their upper bounds (pairs, postings and heap entries: at most the initial
-    # ones plus two per merged occurrence, < 3 per symbol), allocated here by numpy: pages
-    # never written are never resident, and no array is ever copied to grow (numba's own
-    # np.empty writes its pages)
-    bound = 3 * n_sym + 16
-    idx = np.int64 if wide else np.int32  # word, posting and pair indices
-    return _train(
-        sym.astype(np.int32, copy=False),
-        np.empty((bound, 2), idx),  # postings
-        np.empty((bound, 5), idx),  # pairs: a, b, first posting, last word, stamp
-        np.empty(bound, np.int64),  # pair counts
-        np.empty((2 * bound, 2), np.int64),  # heap
-        start.astype(np.int64),
-        lengths.astype(np.int64),
-        counts.astype(np.int64),
-        th,
-        tp,
-        np.int64(n_vocab),
-        np.int64(vocab_size),
-        np.int64(min_freq),
-        mark.astype(np.int8),
-        bool(restrict),
-        bool(skip_existing),
-    )
+def _train_arrays(*arrays_and_scalars):
+    """Allocate the trainer's work arrays (:func:`~pipeline.bpe.trainer._trainer_args`) and
+    run the JIT loop; returns (merge rows, stats)."""
+    args, _ = _trainer_args(*arrays_and_scalars)
+    return _train(*args)
