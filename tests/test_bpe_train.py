@@ -377,3 +377,19 @@ def test_extend_refuses_a_base_that_is_not_byte_level_bpe(tmp_path, shared_token
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(BPEInputError, match=r"broken\.json: not a loadable"):
         load_base_tokenizer(tmp_path / "broken.json")
+
+
+def test_aot_build_failure_is_remembered_and_falls_back(tmp_path, monkeypatch):
+    """Without a usable C compiler the ahead-of-time build fails with numba's error, leaves a
+    ``.failed`` note that the next load reads instead of building again, and the caller is
+    told to use the JIT (None)."""
+    from pipeline.bpe import trainer_aot
+
+    monkeypatch.setenv("MIXTRACE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "/bin/false")
+    mod, why = trainer_aot.load()
+    assert mod is None and "failed" in why and "compiler" in why
+    marker = trainer_aot.module_path().with_suffix(".failed")
+    assert marker.exists() and not trainer_aot.module_path().exists()
+    mod, again = trainer_aot.load()
+    assert mod is None and str(marker) in again and "delete" in again

@@ -11,7 +11,8 @@ gives the same merges (tested).
 
 The cache: ``$MIXTRACE_CACHE_DIR`` or ``$XDG_CACHE_HOME/mixtrace`` (``~/.cache/mixtrace``),
 one module per version of the trainer's source, numba and Python (a digest in its name), so
-a stale build is never loaded.
+a stale build is never loaded. A build that failed leaves ``<module>.failed`` (its error) and is
+not retried for that version until the file is deleted.
 
 ``python -m pipeline.bpe.trainer_aot [DIR]`` builds it (into DIR, or the cache) and prints its
 path (the container image does this once).
@@ -95,8 +96,12 @@ def load(*, build: bool = True, folder: Path | None = None) -> tuple[ModuleType 
     """The compiled module and how it was got (``"cached"``, ``"built"``), or ``None`` and why
     not (then use the JIT). ``build``: build it (in a subprocess) when it is not there."""
     path = module_path(folder)
+    failed = path.with_suffix(".failed")  # a build that failed is not retried every run
     how = "cached"
     if not path.exists():
+        if failed.exists():
+            why = failed.read_text(encoding="utf-8", errors="replace")
+            return None, f"{why} (delete {failed} to try again)"
         if not build:
             return None, f"{path} is not built"
         root = str(Path(__file__).resolve().parents[2])
@@ -111,6 +116,10 @@ def load(*, build: bool = True, folder: Path | None = None) -> tuple[ModuleType 
         if proc.returncode != 0 or not path.exists():
             why = f"building {path} failed: {proc.stderr.strip()[-1500:]}"
             logger.warning("%s; the BPE trainer runs on numba's JIT instead", why)
+            try:
+                failed.write_text(why, encoding="utf-8")
+            except OSError:
+                pass  # an unwritable cache: nothing to remember it in
             return None, why
         how = "built"
     try:
