@@ -107,6 +107,46 @@ t = time.perf_counter()
 ensure_ray(None, num_cpus={cpus})
 ray.get([ray.remote(lambda: 0).remote() for _ in range({cpus})])  # workers up
 ray_start = time.perf_counter() - t
+import threading
+def processes():  # this driver's descendants (Ray's daemons and workers): pid -> command line
+    parent, cmds = {{}}, {{}}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{{pid}}/stat").read()
+            parent[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+            cmds[int(pid)] = open(f"/proc/{{pid}}/cmdline", "rb").read()
+        except OSError:
+            pass
+    def mine(pid):  # not another cluster's processes
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+    return {{pid: cmd for pid, cmd in cmds.items() if mine(pid)}}
+def vmrss(pid):
+    try:
+        with open(f"/proc/{{pid}}/status") as fh:
+            return next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+peaks, cmdlines, done, together = {{}}, {{}}, threading.Event(), [0]
+def sample():  # every 0.1 s: the peak of each process (a worker that Ray replaces mid-run
+    while True:  # keeps its last one here) and of all of them together, at one time
+        now = vmrss("self")
+        for pid, cmd in processes().items():
+            h = hwm(pid)
+            if h is not None:
+                peaks[pid] = max(peaks.get(pid, 0), h)
+                cmdlines[pid] = cmd  # a worker renames itself ray::... once up
+                now += vmrss(pid)
+        together[0] = max(together[0], now)
+        if done.wait(0.1):
+            break
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 from pipeline.bpe.count import count_shards
 from pipeline.bpe.train import train_from_table
 t = time.perf_counter()
@@ -120,33 +160,18 @@ def train_task(table, vocab):  # as mixtrace bpe train: a Ray task that trains i
 from pipeline.bpe.train import TRAIN_TASK_OPTIONS
 tok, rep, task_rss = ray.get(ray.remote(**TRAIN_TASK_OPTIONS)(train_task).remote(table, {vocab}))
 t_train = time.perf_counter() - t
-def worker_peaks():  # VmHWM (peak resident size) of this driver's Ray worker processes
-    parent, cmds = {{}}, {{}}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{{pid}}/stat").read()
-            parent[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
-            cmds[int(pid)] = open(f"/proc/{{pid}}/cmdline", "rb").read()
-        except OSError:
-            pass
-    def mine(pid):  # a descendant of this driver (its raylet's workers), not another cluster's
-        while pid > 1:
-            pid = parent.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
-    peaks = [hwm(pid) for pid, cmd in cmds.items()
-             if cmd.startswith(b"ray::") and b"Agent" not in cmd and mine(pid)]
-    return sorted((p for p in peaks if p is not None), reverse=True)
-peak = worker_peaks()
+done.set()
+sampler.join()
+# Ray workers (the training child's own figure comes from itself)
+workers = sorted((h for pid, h in peaks.items() if cmdlines[pid].startswith(b"ray::")
+                  and b"Agent" not in cmdlines[pid]), reverse=True)
+all_rss = together[0]  # driver, Ray's daemons (GCS, raylet, agents), workers, the child
 open({out!r}, "w").write(tok)
 print(json.dumps({{"ray_start": ray_start, "count": t_count, "train": t_train, "words": table.num_words,
     "driver_rss": hwm(), "driver_rss_count": rss_count,
-    "worker_rss": peak[:4], "bytes": table.stats["total_bytes"],
+    "worker_rss": workers, "bytes": table.stats["total_bytes"],
     "train_task_rss": task_rss, "trainer_rss": rep["trainer_peak_rss"],
-    "engine": rep["trainer_engine"]}}))
+    "engine": rep["trainer_engine"], "all_rss": all_rss}}))
 """
 )
 
@@ -218,7 +243,9 @@ def main() -> None:
         )
         ours = child(OURS_CHILD.format(**fmt, out=f"{tmp}/ours.json", cpus=args.cpus))
         wall = ours["count"] + ours["train"]
-        peak = max([ours["driver_rss"], *ours["worker_rss"], ours["trainer_rss"]])
+        peak = max(
+            [ours["driver_rss"], *ours["worker_rss"], ours["train_task_rss"], ours["trainer_rss"]]
+        )
         step = ours["train_task_rss"] + ours["trainer_rss"]
         print(
             f"mixtrace (Ray started in {ours['ray_start']:.1f} s, not counted): count "
@@ -234,9 +261,16 @@ def main() -> None:
             f"{peak / 2**20:.0f} MB = {peak / hf['rss']:.2f}x tokenizers"
         )
         print(
-            f"  training step, both its processes together (the Ray task "
+            f"  training step, the sum of its two processes' peaks (an upper bound; the Ray task "
             f"{ours['train_task_rss'] / 2**20:.0f} MB + its child): {step / 2**20:.0f} MB = "
             f"{step / hf['rss']:.2f}x tokenizers"
+        )
+        total = ours["all_rss"]
+        print(
+            f"  every process of the run together (driver, Ray's daemons and workers, the "
+            f"training child; their resident sizes summed, sampled every 0.1 s): peak "
+            f"{total / 2**20:.0f} MB = "
+            f"{total / hf['rss']:.2f}x tokenizers' one process"
         )
         same = merges_of(f"{tmp}/hf.json") == merges_of(f"{tmp}/ours.json")
         print(f"  identical merges: {same} ({len(merges_of(f'{tmp}/ours.json')):,} merges)")
