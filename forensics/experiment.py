@@ -7,7 +7,9 @@ One *trial* (:func:`run_trial`, what a Ray task runs) follows Hayase et al. (202
    ``split="rest"`` (default) the attacker gets ``bytes_per_category`` of randomly chosen whole
    documents and the training side the rest of what is read (up to ``bytes_per_category +
    train_bytes`` per category, i.e. all of a ~3 MB corpus file); ``split="halves"`` (the first
-   protocol) reads ``2 × bytes_per_category`` and halves it;
+   protocol) reads ``2 × bytes_per_category`` and halves it; each side is then put in a random
+   order, so that the documents the mixture takes from the front of a training part are a
+   random sample of the category (not the first pages of its corpus file);
 3. train a BPE tokenizer (``trainer``: byte-level with digits split, GPT-2 byte-level, or
    SentencePiece BPE) on the weighted mixture of the training parts (``train_bytes`` in all,
    default ``n × bytes_per_category``, i.e. as much training as attacker text per category on
@@ -30,6 +32,7 @@ import dataclasses
 import math
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -246,6 +249,12 @@ def _category_docs(
         train, attack = split_documents(docs, 0.5, seed=split_seed)
     else:
         train, attack = split_attack_rest(docs, cfg.bytes_per_category, split_seed)
+    # both sides in a random order: the training mixture (and a capped attacker side) takes
+    # documents from the front, and a corpus file's order is its own (manual by manual, one
+    # project's files after another's): its first documents are not a sample of the category
+    order = np.random.default_rng([split_seed, zlib.crc32(name.encode("utf-8"))])
+    train = [train[i] for i in order.permutation(len(train))]
+    attack = [attack[i] for i in order.permutation(len(attack))]
     if not train or not attack:
         raise ExperimentError(
             f"category {name!r} ({', '.join(urls)}) has {len(docs)} document(s): too few to "
