@@ -126,16 +126,13 @@ def processes():  # this driver's descendants (Ray's daemons and workers): pid -
                 return True
         return False
     return {{pid: cmd for pid, cmd in cmds.items() if mine(pid)}}
+from pipeline.bpe.trainer import status_bytes
 def vmrss(pid):
-    try:
-        with open(f"/proc/{{pid}}/status") as fh:
-            return next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return 0
+    return status_bytes("VmRSS", pid) or 0
 peaks, cmdlines, done, together = {{}}, {{}}, threading.Event(), [0]
 def sample():  # every 0.1 s: the peak of each process (a worker that Ray replaces mid-run
     while True:  # keeps its last one here) and of all of them together, at one time
-        now = vmrss("self")
+        now = vmrss(None)
         for pid, cmd in processes().items():
             h = hwm(pid)
             if h is not None:

@@ -39,14 +39,9 @@ class RssSampler(threading.Thread):
 
     @staticmethod
     def _rss(pid: str) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            return 0
-        return 0
+        from pipeline.bpe.trainer import status_bytes
+
+        return status_bytes("VmRSS", pid) or 0
 
     def run(self) -> None:
         me = str(os.getpid())

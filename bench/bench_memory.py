@@ -53,6 +53,8 @@ def generate(folder: Path, gb: float, n_files: int) -> int:
 
 def rss_of_group(pgid: int) -> tuple[int, int]:
     """(sum, max) of VmRSS over the processes of process group ``pgid``."""
+    from pipeline.bpe.trainer import status_bytes
+
     total = largest = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -61,11 +63,9 @@ def rss_of_group(pgid: int) -> tuple[int, int]:
             stat = open(f"/proc/{pid}/stat").read()
             if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
                 continue
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmRSS:"):
-                    kb = int(line.split()[1]) * 1024
-                    total += kb
-                    largest = max(largest, kb)
+            rss = status_bytes("VmRSS", pid) or 0
+            total += rss
+            largest = max(largest, rss)
         except (OSError, ValueError, IndexError):
             pass
     return total, largest

@@ -239,20 +239,28 @@ def _trainer_args(
     return args, wide
 
 
+def status_bytes(field: str, pid: int | str | None = None) -> int | None:
+    """A size field of ``/proc/<pid>/status`` (``"VmRSS"``, ``"VmHWM"``...) in bytes, of this
+    process when ``pid`` is None; ``None`` when it cannot be read (no such process, no /proc)."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def peak_rss(pid: int | None = None) -> int | None:
     """The peak resident size in bytes of this process (or of process ``pid``): its VmHWM,
     which belongs to the process's own memory map. (``getrusage``'s ru_maxrss is carried over
     from the parent across fork and exec on Linux: a child of a large process would report
     the parent's peak.) ``None`` when ``pid`` cannot be read (it ended)."""
-    try:
-        with open(f"/proc/{pid or 'self'}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        if pid is not None:
-            return None
-    import resource
+    hwm = status_bytes("VmHWM", pid)
+    if hwm is not None or pid is not None:
+        return hwm
+    import resource  # no /proc: this process's own figure, the best there is
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -84,7 +84,8 @@ def module_path(folder: Path | None = None) -> Path:
 
 
 def _import(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(module_name(), path)
+    # the module's name is the file's up to its first dot (its PyInit_ symbol)
+    spec = importlib.util.spec_from_file_location(path.name.split(".", 1)[0], path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path}: not an extension module")
     mod = importlib.util.module_from_spec(spec)
