@@ -39,6 +39,7 @@ from forensics.bootstrap import (  # noqa: E402
 from forensics.experiment import (  # noqa: E402
     ExperimentConfig,
     calibration_triples,
+    recalibrate,
     run_experiment,
     summary_dict,
     write_results,
@@ -104,6 +105,24 @@ def fmt(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{v:.2f}".replace("-", "−")
 
 
+def run_or_append(cfg: ExperimentConfig, pool: dict, path: Path, args) -> list[dict]:
+    """The trials of ``cfg``; with ``--append``, the ones saved under ``path`` (same
+    configuration) are kept and only the missing trial numbers run."""
+    saved: list[dict] = []
+    if args.append and (path / "trials.json").exists():  # add trials to a saved run
+        saved = json.loads((path / "trials.json").read_text(encoding="utf-8"))
+        same = {k: v for k, v in saved[0]["config"].items() if k != "trials"}
+        want = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()}
+        want.pop("trials")
+        if same != want:
+            raise SystemExit(f"{path}: the saved trials were run with another configuration")
+    done = {r["trial"] for r in saved}
+    records = saved + run_experiment(
+        cfg, pool, address=args.address, trials=[t for t in range(cfg.trials) if t not in done]
+    )
+    return sorted(records, key=lambda r: r["trial"])
+
+
 def run_setting(name: str, args, out: Path) -> dict:
     pool_names, overrides, desc = SETTINGS[name]
     pool = {c: [str(CORPUS / f"{c}.jsonl.gz")] for c in pool_names}
@@ -130,20 +149,12 @@ def run_setting(name: str, args, out: Path) -> dict:
             trials=args.trials_curves,
         )
     t0 = time.perf_counter()
-    saved: list[dict] = []
-    if args.append and (out / name / "trials.json").exists():  # add trials to a saved run
-        saved = json.loads((out / name / "trials.json").read_text(encoding="utf-8"))
-        same = {k: v for k, v in saved[0]["config"].items() if k != "trials"}
-        want = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()}
-        want.pop("trials")
-        if same != want:
-            raise SystemExit(f"{name}: the saved trials were run with another configuration")
-    done = {r["trial"] for r in saved}
-    records = saved + run_experiment(
-        cfg, pool, address=args.address, trials=[t for t in range(cfg.trials) if t not in done]
-    )
-    records.sort(key=lambda r: r["trial"])
+    records = run_or_append(cfg, pool, out / name, args)
     wall = time.perf_counter() - t0
+    # the commands that ran this setting's trials (the earlier ones kept by --append)
+    commands = (saved_summary(out).get(name, {}).get("commands", []) if args.append else []) + [
+        " ".join(["python bench/results.py", *sys.argv[1:]])
+    ]
     paths = write_results(records, str(out / name))
     summ = summary_dict(records)
     print(f"{name}: {len(records)} trials in {wall:.0f} s", json.dumps(summ["methods"]))
@@ -153,6 +164,7 @@ def run_setting(name: str, args, out: Path) -> dict:
         "config": dataclasses.asdict(cfg),
         "summary": summ,
         "wall_seconds": wall,
+        "commands": commands,
         "paths": {k: os.path.relpath(Path(p).resolve(), ROOT) for k, p in paths.items()},
         "records": records,
     }
@@ -161,6 +173,7 @@ def run_setting(name: str, args, out: Path) -> dict:
 def calibrate(args, out: Path) -> dict:
     """Calibration trials (their own seed, no baselines) and ``forensics/calibration.json``."""
     records = []
+    groups: list[str] = []  # the setting of each (trial, category) triple
     names = args.calibration_settings.split(",")
     for name in names:
         path = out / "calibration" / name
@@ -181,10 +194,11 @@ def calibrate(args, out: Path) -> dict:
             )
             cfg = dataclasses.replace(cfg, **overrides)
             t0 = time.perf_counter()
-            recs = run_experiment(cfg, pool, address=args.address)
+            recs = run_or_append(cfg, pool, path, args)
             write_results(recs, str(path))
             print(f"calibration {name}: {len(recs)} trials in {time.perf_counter() - t0:.0f} s")
         records += recs
+        groups += [name] * len(calibration_triples(recs)[0])
     e, sd, t = calibration_triples(records)
     seeds = sorted({r["seed"] for r in records})
     reps = sorted({len(r["interval"]["replicates"]) for r in records if r.get("interval")})
@@ -195,34 +209,52 @@ def calibrate(args, out: Path) -> dict:
         0.9,
         source=f"{', '.join(names)}; seed {', '.join(map(str, seeds))}; "
         f"{len(records)} trials; {', '.join(map(str, reps))} bootstrap replicates",
+        groups=groups,
     )
-    cal.extra["command"] = " ".join(["python bench/results.py", *sys.argv[1:]])
+    cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
+    cal.extra["command"] = cmd
+    # the commands that ran the calibration trials (kept across --append and --from-saved)
+    before = load_calibration()
+    kept = (before.extra.get("trials_commands", []) if before is not None else []) or (
+        [before.extra["command"]] if before is not None and "command" in before.extra else []
+    )
+    cal.extra["trials_commands"] = (
+        kept if args.from_saved else (kept if args.append else []) + [cmd]
+    )
     cal.extra["coverage_raw_on_calibration"] = float(
         np.mean(np.abs(np.array(e) - np.array(t)) <= 1.6448536269514722 * np.array(sd))
     )
     cal.save(CALIBRATION_PATH)
     print(
         f"calibration: {len(e)} (trial, category) residuals, floor {cal.floor:g}, "
-        f"q(90%) = {cal.q(0.9):.2f}, mean width {cal.extra['mean_width']:.4f}; raw ±1.645·sd "
+        f"q(90%) = {cal.q(0.9):.2f} (largest of {cal.q_by_group(0.9)}), mean width "
+        f"{cal.extra['mean_width']:.4f}; raw ±1.645·sd "
         f"covered {100 * cal.extra['coverage_raw_on_calibration']:.0f}% of them -> "
         f"{CALIBRATION_PATH.relative_to(ROOT)}"
     )
     return cal.to_dict()
 
 
+def saved_summary(out: Path) -> dict:
+    """``summary.json`` of the previous run ({} when there is none)."""
+    path = out / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def load_setting(name: str, out: Path) -> dict:
     """A setting's row from the trials a previous run wrote (``--from-saved``)."""
     records = json.loads((out / name / "trials.json").read_text(encoding="utf-8"))
-    saved = out / "summary.json"
-    wall = None
-    if saved.exists():
-        wall = json.loads(saved.read_text(encoding="utf-8")).get(name, {}).get("wall_seconds")
+    cal = load_calibration()
+    if cal is not None:  # the intervals under the current calibration (it may be newer)
+        records = recalibrate(records, cal)
+    prev = saved_summary(out).get(name, {})
     return {
         "name": name,
         "description": SETTINGS[name][2],
         "config": records[0]["config"] if records else {},
         "summary": summary_dict(records),
-        "wall_seconds": wall,
+        "wall_seconds": prev.get("wall_seconds"),
+        "commands": prev.get("commands", []),
         "paths": {},
         "records": records,
     }
@@ -323,14 +355,31 @@ def calibration_lines(rows: dict) -> list[str]:
     if cal is None:
         return []
     q = cal.q(0.9)
+    quantile = f"q = the ⌈(m+1)·0.9⌉-th smallest score = {q:.2f}"
+    if cal.group_scores:
+        each = ", ".join(
+            f"{k} {v:.2f} ({len(cal.group_scores[k])} pairs)"
+            for k, v in cal.q_by_group(0.9).items()
+        )
+        quantile = (
+            f"q = the ⌈(m+1)·0.9⌉-th smallest of each setting's m scores ({each}), the largest "
+            f"of them = {q:.2f} (one q for every calibrated setting: the pooled quantile used "
+            f"before 2026-12-06 covered 87% of code and 95% of language categories here)"
+        )
     out = [
         "",
         f"Intervals: the bootstrap resamples only the attacker's documents, so its raw interval "
         f"(estimate ± 1.645·sd) misses the training sample's own noise. The reported interval is "
         f"calibrated by split conformal prediction on separate calibration trials "
-        f"({cal.source}; `{cal.extra.get('command', 'python bench/results.py --calibrate')}`): "
+        f"({cal.source}; "
+        + " then ".join(
+            f"`{c}`"
+            for c in cal.extra.get("trials_commands")
+            or [cal.extra.get("command", "python bench/results.py --calibrate")]
+        )
+        + "): "
         f"score = |estimate − truth| / (sd + {cal.floor:g}) over {len(cal.scores)} (trial, "
-        f"category) pairs, q = the ⌈(m+1)·0.9⌉-th smallest score = {q:.2f}, interval = "
+        f"category) pairs, {quantile}, interval = "
         f"estimate ± {q:.2f}·(sd + {cal.floor:g}), clipped to [0, 1]. The coverage above is "
         f"measured on the table's own trials (seed 0), none of which was used to calibrate.",
     ]
@@ -441,9 +490,19 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         f"says otherwise, T chosen from the data, {args.bootstrap} bootstrap replicates in "
         f"{' and '.join(BOOTSTRAP_SETTINGS)}."
     )
+    runs: dict[tuple[str, ...], list[str]] = {}  # the commands that ran the trials
+    for name, row in rows.items():
+        runs.setdefault(tuple(row.get("commands") or ()), []).append(name)
+    ran = "; ".join(
+        f"{', '.join(names)} by " + " then ".join(f"`{c}`" for c in cmds)
+        for cmds, names in runs.items()
+        if cmds
+    )
     out = [
         "<!-- results:begin (generated by bench/results.py; do not edit by hand) -->",
-        f"Generated {time.strftime('%Y-%m-%d')} by `{cmd}`. {data}",
+        f"Generated {time.strftime('%Y-%m-%d')} by `{cmd}`"
+        + (f"; trials run: {ran}" if ran and ran != f"{', '.join(rows)} by `{cmd}`" else "")
+        + f". {data}",
         "",
         *lines,
         *withheld_table(rows),

@@ -43,7 +43,7 @@ import numpy as np
 from pipeline.readers import ReadErrors
 
 from .baselines import random_guess, tc_estimate, tee_estimate
-from .bootstrap import DocumentBlocks, bootstrap_mixture, load_calibration
+from .bootstrap import Calibration, DocumentBlocks, bootstrap_mixture, load_calibration
 from .categories import sample_text, split_documents
 from .counting import (
     BPEModel,
@@ -695,6 +695,29 @@ def calibration_triples(
             s.append(float(iv["sd"][j]))
             t.append(float(r["truth"][j]))
     return e, s, t
+
+
+def recalibrate(
+    records: Sequence[Mapping[str, Any]], cal: Calibration, confidence: float = 0.9
+) -> list[dict[str, Any]]:
+    """The records with their reported interval recomputed from the saved estimate and
+    bootstrap sd under ``cal`` (a calibration refitted after the trials ran); records without a
+    bootstrap interval are returned as they are."""
+    out = []
+    for r in records:
+        iv = r.get("interval")
+        if not iv or "sd" not in iv:
+            out.append(dict(r))
+            continue
+        lo, hi = cal.bounds(np.asarray(r["estimates"]["attack"]), np.asarray(iv["sd"]), confidence)
+        iv = {
+            **iv,
+            "lower": lo.tolist(),
+            "upper": hi.tolist(),
+            "calibration": {"q": cal.q(confidence), "floor": cal.floor, "source": cal.source},
+        }
+        out.append({**r, "interval": iv})
+    return out
 
 
 def summary_dict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

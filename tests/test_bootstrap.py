@@ -118,3 +118,34 @@ def test_calibration_covers_held_out_pairs_where_the_raw_interval_does_not(tmp_p
     assert load_calibration(tmp_path / "missing.json") is None
     with pytest.raises(ValueError, match="equal length"):
         fit_calibration([0.1], [0.01, 0.02], [0.1])
+
+
+def test_group_calibration_covers_each_group_where_a_pooled_one_does_not(tmp_path):
+    # two settings whose residuals are 1 and 3 bootstrap sds: a pooled quantile lands between
+    # them and under-covers the noisier one; the group calibration takes the larger quantile
+    rng = np.random.default_rng(1)
+
+    def pairs(m, k):
+        sd = rng.uniform(0.002, 0.02, m)
+        est = rng.uniform(0.05, 0.6, m)
+        return est, sd, est + rng.normal(0.0, k * sd)
+
+    cal_sets = {"calm": pairs(300, 1.0), "noisy": pairs(100, 3.0)}
+    e, s, t = (np.concatenate([v[j] for v in cal_sets.values()]) for j in range(3))
+    labels = ["calm"] * 300 + ["noisy"] * 100
+    pooled = fit_calibration(e, s, t, 0.9, floors=(0.0,))
+    grouped = fit_calibration(e, s, t, 0.9, floors=(0.0,), groups=labels)
+    qs = grouped.q_by_group(0.9)
+    assert qs["noisy"] > 2 * qs["calm"] and grouped.q(0.9) == qs["noisy"]
+    assert grouped.q(0.9) > pooled.q(0.9)
+    fresh = pairs(4000, 3.0)  # new trials of the noisy setting
+    for cal, lo_cov, hi_cov in ((pooled, 0.0, 0.85), (grouped, 0.87, 0.95)):
+        lo, hi = cal.bounds(fresh[0], fresh[1], 0.9)
+        cov = np.mean((lo <= fresh[2]) & (fresh[2] <= hi))
+        assert lo_cov <= cov <= hi_cov, (cal.group_scores.keys(), cov)
+    grouped.save(tmp_path / "g.json")
+    back = load_calibration(tmp_path / "g.json")
+    assert back.q(0.9) == pytest.approx(grouped.q(0.9)) and set(back.group_scores) == set(qs)
+    assert "noisy" in back.describe(0.9)
+    with pytest.raises(ValueError, match="one label per"):
+        fit_calibration(e, s, t, 0.9, groups=labels[:-1])

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forensics.baselines import random_guess, tc_estimate, tee_estimate
+from forensics.bootstrap import Calibration
 from forensics.counting import CategoryCounts
 from forensics.experiment import (
     ExperimentConfig,
@@ -19,6 +20,7 @@ from forensics.experiment import (
     calibration_triples,
     choose_merges,
     coverage,
+    recalibrate,
     run_trial,
     split_attack_rest,
     summarize,
@@ -294,3 +296,12 @@ def test_coverage_counts_calibrated_and_raw_intervals_apart():
     s = summary_dict([rec])
     assert s["calibrated"] and s["coverage_raw"] == 0.0
     assert s["interval_width"] == pytest.approx(0.1)
+    # a newer calibration recomputes the saved intervals from the estimate and sd:
+    # q = 1 (every score 1), floor 0 -> estimate ± 0.01, which misses a and b
+    (again,) = recalibrate([rec], Calibration(0.0, [1.0] * 20))
+    assert again["interval"]["lower"] == pytest.approx([0.24, 0.74, 0.0])
+    assert again["interval"]["upper"] == pytest.approx([0.26, 0.76, 0.0])
+    assert again["interval"]["calibration"]["q"] == 1.0
+    assert coverage([again]) == 0.0 and coverage([rec]) == 1.0  # the input is not changed
+    no_interval = {**rec, "interval": None}
+    assert recalibrate([no_interval], Calibration(0.0, [1.0] * 20)) == [no_interval]
