@@ -246,7 +246,10 @@ def load_setting(name: str, out: Path) -> dict:
     records = json.loads((out / name / "trials.json").read_text(encoding="utf-8"))
     cal = load_calibration()
     if cal is not None:  # the intervals under the current calibration (it may be newer)
-        records = recalibrate(records, cal)
+        again = recalibrate(records, cal)
+        if again != records:  # and the saved trials say so too
+            write_results(again, str(out / name))
+        records = again
     prev = saved_summary(out).get(name, {})
     return {
         "name": name,

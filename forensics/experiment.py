@@ -701,20 +701,25 @@ def recalibrate(
     records: Sequence[Mapping[str, Any]], cal: Calibration, confidence: float = 0.9
 ) -> list[dict[str, Any]]:
     """The records with their reported interval recomputed from the saved estimate and
-    bootstrap sd under ``cal`` (a calibration refitted after the trials ran); records without a
-    bootstrap interval are returned as they are."""
+    bootstrap sd under ``cal`` (a calibration refitted after the trials ran), at each record's
+    own confidence (``confidence`` when it has none); records without a bootstrap interval are
+    returned as they are. Withheld categories keep the empty interval [0, 0] of
+    :func:`run_trial`."""
     out = []
     for r in records:
         iv = r.get("interval")
         if not iv or "sd" not in iv:
             out.append(dict(r))
             continue
-        lo, hi = cal.bounds(np.asarray(r["estimates"]["attack"]), np.asarray(iv["sd"]), confidence)
+        conf = float(r.get("config", {}).get("confidence", confidence))
+        lo, hi = cal.bounds(np.asarray(r["estimates"]["attack"]), np.asarray(iv["sd"]), conf)
+        hidden = np.isin(r["categories"], list(r.get("withheld", ())))
+        lo[hidden] = hi[hidden] = 0.0
         iv = {
             **iv,
             "lower": lo.tolist(),
             "upper": hi.tolist(),
-            "calibration": {"q": cal.q(confidence), "floor": cal.floor, "source": cal.source},
+            "calibration": {"q": cal.q(conf), "floor": cal.floor, "source": cal.source},
         }
         out.append({**r, "interval": iv})
     return out

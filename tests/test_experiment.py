@@ -297,10 +297,10 @@ def test_coverage_counts_calibrated_and_raw_intervals_apart():
     assert s["calibrated"] and s["coverage_raw"] == 0.0
     assert s["interval_width"] == pytest.approx(0.1)
     # a newer calibration recomputes the saved intervals from the estimate and sd:
-    # q = 1 (every score 1), floor 0 -> estimate ± 0.01, which misses a and b
-    (again,) = recalibrate([rec], Calibration(0.0, [1.0] * 20))
-    assert again["interval"]["lower"] == pytest.approx([0.24, 0.74, 0.0])
-    assert again["interval"]["upper"] == pytest.approx([0.26, 0.76, 0.0])
+    # q = 1 (every score 1), floor 0.01 -> estimate ± 0.02, which misses a and b
+    (again,) = recalibrate([rec], Calibration(0.01, [1.0] * 20))
+    assert again["interval"]["lower"] == pytest.approx([0.23, 0.73, 0.0])
+    assert again["interval"]["upper"] == pytest.approx([0.27, 0.77, 0.0])  # c withheld: [0, 0]
     assert again["interval"]["calibration"]["q"] == 1.0
     assert coverage([again]) == 0.0 and coverage([rec]) == 1.0  # the input is not changed
     no_interval = {**rec, "interval": None}
