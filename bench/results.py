@@ -105,6 +105,11 @@ def fmt(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{v:.2f}".replace("-", "−")
 
 
+def this_command() -> str:
+    """The command line of this run, as the docs cite it."""
+    return " ".join(["python bench/results.py", *sys.argv[1:]])
+
+
 def run_or_append(cfg: ExperimentConfig, pool: dict, path: Path, args) -> list[dict]:
     """The trials of ``cfg``; with ``--append``, the ones saved under ``path`` (same
     configuration) are kept and only the missing trial numbers run."""
@@ -153,7 +158,7 @@ def run_setting(name: str, args, out: Path) -> dict:
     wall = time.perf_counter() - t0
     # the commands that ran this setting's trials (the earlier ones kept by --append)
     commands = (saved_summary(out).get(name, {}).get("commands", []) if args.append else []) + [
-        " ".join(["python bench/results.py", *sys.argv[1:]])
+        this_command()
     ]
     paths = write_results(records, str(out / name))
     summ = summary_dict(records)
@@ -173,6 +178,7 @@ def run_setting(name: str, args, out: Path) -> dict:
 def calibrate(args, out: Path) -> dict:
     """Calibration trials (their own seed, no baselines) and ``forensics/calibration.json``."""
     records = []
+    e, sd, t = [], [], []
     groups: list[str] = []  # the setting of each (trial, category) triple
     names = args.calibration_settings.split(",")
     for name in names:
@@ -198,8 +204,9 @@ def calibrate(args, out: Path) -> dict:
             write_results(recs, str(path))
             print(f"calibration {name}: {len(recs)} trials in {time.perf_counter() - t0:.0f} s")
         records += recs
-        groups += [name] * len(calibration_triples(recs)[0])
-    e, sd, t = calibration_triples(records)
+        e_n, sd_n, t_n = calibration_triples(recs)
+        e, sd, t = e + e_n, sd + sd_n, t + t_n
+        groups += [name] * len(e_n)
     seeds = sorted({r["seed"] for r in records})
     reps = sorted({len(r["interval"]["replicates"]) for r in records if r.get("interval")})
     cal = fit_calibration(
@@ -211,15 +218,12 @@ def calibrate(args, out: Path) -> dict:
         f"{len(records)} trials; {', '.join(map(str, reps))} bootstrap replicates",
         groups=groups,
     )
-    cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
-    cal.extra["command"] = cmd
+    cal.extra["command"] = this_command()
     # the commands that ran the calibration trials (kept across --append and --from-saved)
     before = load_calibration()
-    kept = (before.extra.get("trials_commands", []) if before is not None else []) or (
-        [before.extra["command"]] if before is not None and "command" in before.extra else []
-    )
+    kept = before.extra.get("trials_commands", []) if before is not None else []
     cal.extra["trials_commands"] = (
-        kept if args.from_saved else (kept if args.append else []) + [cmd]
+        kept if args.from_saved else (kept if args.append else []) + [this_command()]
     )
     cal.extra["coverage_raw_on_calibration"] = float(
         np.mean(np.abs(np.array(e) - np.array(t)) <= 1.6448536269514722 * np.array(sd))
@@ -587,7 +591,7 @@ def main() -> None:
     else:
         rows = {name: run_setting(name, args, out) for name in args.only.split(",")}
     curves = curve_plot(rows, out)
-    cmd = " ".join(["python bench/results.py", *sys.argv[1:]])
+    cmd = this_command()
     saved = out / "summary.json"
     block = markdown(rows, args, curves, cmd)
     docs = ROOT / "docs" / "results.md"

@@ -328,30 +328,29 @@ def fit_calibration(
     if len(labels) != len(e):
         raise ValueError("groups must give one label per (estimate, sd, truth) triple")
     names = list(dict.fromkeys(labels.tolist()))
-    best: tuple[float, float, np.ndarray] | None = None
+    best: tuple[float, Calibration] | None = None
     widths = {}
     for f in floors:
         if f == 0 and np.any(s <= 0):
             continue
         sc = np.abs(e - t) / (s + f)
-        q = max(conformal_quantile(sc[labels == g], confidence) for g in names)
-        lo, hi = calibrated_bounds(e, s, q, f)
+        by_group = {g: sc[labels == g].tolist() for g in names} if groups is not None else {}
+        cand = Calibration(f, sc.tolist(), source, group_scores=by_group)
+        lo, hi = cand.bounds(e, s, confidence)
         width = float(np.mean(hi - lo))
         widths[str(f)] = width
         if best is None or width < best[0]:
-            best = (width, f, sc)
+            best = (width, cand)
     if best is None:
         raise ValueError("no floor gives finite scores")
-    width, f, sc = best
-    by_group = {g: sc[labels == g].tolist() for g in names} if groups is not None else {}
-    cal = Calibration(
-        f,
-        sc.tolist(),
-        source,
-        {"fit_confidence": confidence, "mean_width": width, "mean_width_by_floor": widths},
-        by_group,
+    width, cal = best
+    cal.extra.update(
+        fit_confidence=confidence,
+        mean_width=width,
+        mean_width_by_floor=widths,
+        q=cal.q(confidence),
+        pairs=len(cal.scores),
     )
-    cal.extra.update(q=cal.q(confidence), pairs=len(sc))
-    if by_group:
+    if cal.group_scores:
         cal.extra["q_by_group"] = cal.q_by_group(confidence)
     return cal
