@@ -758,21 +758,46 @@ def _hidden_below(root: str, path: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/") if part)
 
 
+def _manifest_files(fs, folder: str) -> list[str]:
+    """The kept-document files that a finished pipeline output's ``manifest.json`` lists."""
+    path = f"{folder}/manifest.json"
+    try:
+        entries = json.loads(fs.cat_file(path))["files"]
+        return [f"{folder}/{e['path']}" for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable pipeline manifest ({exc!r})") from exc
+
+
 def _walk(fs, root: str) -> list[str]:
+    """Supported files below ``root``. A finished pipeline output below it (a folder with
+    ``_SUCCESS`` and ``manifest.json``) gives the data files its manifest lists: not its
+    report, manifest or rejected documents."""
     root = root.rstrip("/")
     found = fs.find(root, detail=True)
-    return sorted(
+    outputs = sorted(
+        d
+        for d in {posixpath.dirname(p) for p in found if posixpath.basename(p) == "_SUCCESS"}
+        if f"{d}/manifest.json" in found
+    )
+    files = [
         p
         for p, info in found.items()
-        if info.get("type") != "directory" and is_supported(p) and not _hidden_below(root, p)
-    )
+        if info.get("type") != "directory"
+        and is_supported(p)
+        and not _hidden_below(root, p)
+        and not any(p.startswith(f"{d}/") for d in outputs)
+    ]
+    for d in outputs:
+        files += _manifest_files(fs, d)
+    return sorted(files)
 
 
 def expand_paths(spec: str | list[str]) -> list[str]:
     """Expand files, folders and globs into a sorted, de-duplicated list of readable files.
 
     * a file is kept as is (``ValueError`` when its type is not supported);
-    * a folder gives every supported file below it (recursively, hidden entries skipped);
+    * a folder gives every supported file below it (recursively, hidden entries skipped); a
+      finished ``mixtrace pipeline`` output gives the kept-document files of its manifest;
     * a glob (``*``, ``?``, ``[...]``, ``**``) gives its matching supported files (and the
       supported files inside matching folders).
 

@@ -19,6 +19,7 @@ from jobs.pipeline_cli import app as pipeline_app
 from pipeline.config import CLEAN_STAGES, load_config
 from pipeline.dedup_eval import datatrove_minhash_removed, make_near_duplicates, score_removals
 from pipeline.executor import PipelineInterrupted, run_pipeline
+from pipeline.readers import expand_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -72,6 +73,9 @@ def test_cli_end_to_end_on_sample(ray_session, tmp_path):
     man = _manifest(out)
     assert man["rows"] == len(kept) and all(len(f["sha256"]) == 64 for f in man["files"])
     assert (out / "funnel.png").read_bytes()[:4] == b"\x89PNG"
+    # the folder as the input of another run or a forensics category: the kept documents only
+    assert list((out / "rejected").glob("*.parquet"))
+    assert expand_paths(str(out)) == sorted(str(p) for p in (out / "data").glob("*.parquet"))
     assert not (out / "_work").exists() and (out / "_SUCCESS").exists()
     # per stage/language/reason counts, PII counts, the Korean stages ran
     assert "ko" in report["by_language"] and report["by_language"]["ko"]["kept_documents"] > 0

@@ -472,3 +472,32 @@ def test_highly_compressed_text_streams(tmp_path):
     assert all(d.n_bytes <= MAX_TEXT_DOC_BYTES for d in docs)
     assert len(docs) == 8
     assert not errors
+
+
+def make_pipeline_output(root: Path, files: list[str]) -> None:
+    """The layout `mixtrace pipeline run` leaves: data files, rejected documents, report,
+    manifest (listing the data files) and the _SUCCESS marker."""
+    for rel in [*files, "data/part-stale.parquet", "rejected/part-00000-clean.parquet"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (root / "report.json").write_text("{}")
+    (root / "manifest.json").write_text(json.dumps({"files": [{"path": f} for f in files]}))
+    (root / "_SUCCESS").write_text("{}")
+
+
+def test_expand_pipeline_output_gives_its_manifest_files(tmp_path):
+    make_pipeline_output(tmp_path / "es", ["data/part-00000-es-00000.parquet"])
+    make_pipeline_output(tmp_path / "fr", ["data/part-00001.parquet", "data/part-00000.parquet"])
+    (tmp_path / "extra.jsonl").write_bytes(b"x")
+    rel = [str(Path(u).relative_to(tmp_path)) for u in expand_paths(str(tmp_path / "es"))]
+    assert rel == ["es/data/part-00000-es-00000.parquet"]  # no report, manifest, rejected, stale
+    rel = [str(Path(u).relative_to(tmp_path)) for u in expand_paths(str(tmp_path))]
+    assert rel == [
+        "es/data/part-00000-es-00000.parquet",
+        "extra.jsonl",
+        "fr/data/part-00000.parquet",
+        "fr/data/part-00001.parquet",
+    ]
+    (tmp_path / "fr" / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"fr/manifest\.json"):
+        expand_paths(str(tmp_path))
