@@ -251,7 +251,7 @@ class Calibration:
 
     def q(self, confidence: float) -> float:
         if self.group_scores:
-            return max(conformal_quantile(g, confidence) for g in self.group_scores.values())
+            return max(self.q_by_group(confidence).values())
         return conformal_quantile(self.scores, confidence)
 
     def q_by_group(self, confidence: float) -> dict[str, float]:

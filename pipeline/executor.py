@@ -45,7 +45,14 @@ import pyarrow.compute as pc
 
 from pipeline.config import ConfigError, build_steps, fingerprint
 from pipeline.paths import safe_component, temp_path
-from pipeline.readers import ReadErrors, expand_paths, iter_documents, strip_known_extensions
+from pipeline.readers import (
+    MANIFEST,
+    SUCCESS,
+    ReadErrors,
+    expand_paths,
+    iter_documents,
+    strip_known_extensions,
+)
 from pipeline.report import build_report, dumps, write_funnel_png
 from pipeline.steps import StepStats
 from pipeline.writer import REJECTED_SCHEMA, STAGING_SCHEMA, ShardWriter, conform, iter_parquet
@@ -554,8 +561,8 @@ def run_pipeline(
     if overwrite and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(f"{root}/{WORK}", exist_ok=True)
-    if fs.exists(f"{root}/_SUCCESS"):
-        done = _read_json(fs, f"{root}/_SUCCESS")
+    if fs.exists(f"{root}/{SUCCESS}"):
+        done = _read_json(fs, f"{root}/{SUCCESS}")
         if done.get("fingerprint") == fp:
             say(f"{root_url} is already complete (same inputs and config): nothing to do")
             return _read_json(fs, f"{root}/report.json")
@@ -675,12 +682,12 @@ def run_pipeline(
         "text_bytes": sum(f["text_bytes"] for f in files),
         "rejected_files": sorted(rejected_files, key=lambda f: f["path"]),
     }
-    _write_json(fs, f"{root}/manifest.json", manifest)
+    _write_json(fs, f"{root}/{MANIFEST}", manifest)
     with fs.open(f"{root}/report.json", "w") as fh:
         fh.write(dumps(report))
     with fs.open(f"{root}/funnel.png", "wb") as fh:
         write_funnel_png(report, fh)
-    _write_json(fs, f"{root}/_SUCCESS", {"fingerprint": fp})
+    _write_json(fs, f"{root}/{SUCCESS}", {"fingerprint": fp})
     if not ex.get("keep_work"):
         fs.rm(f"{root}/{WORK}", recursive=True)
     say(

@@ -758,9 +758,14 @@ def _hidden_below(root: str, path: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/") if part)
 
 
+#: a finished pipeline output folder holds these two (written by :mod:`pipeline.executor`)
+MANIFEST = "manifest.json"
+SUCCESS = "_SUCCESS"
+
+
 def _manifest_files(fs, folder: str) -> list[str]:
-    """The kept-document files that a finished pipeline output's ``manifest.json`` lists."""
-    path = f"{folder}/manifest.json"
+    """The kept-document files that a finished pipeline output's manifest lists."""
+    path = f"{folder}/{MANIFEST}"
     try:
         entries = json.loads(fs.cat_file(path))["files"]
         return [f"{folder}/{e['path']}" for e in entries]
@@ -776,8 +781,8 @@ def _walk(fs, root: str) -> list[str]:
     found = fs.find(root, detail=True)
     outputs = sorted(
         d
-        for d in {posixpath.dirname(p) for p in found if posixpath.basename(p) == "_SUCCESS"}
-        if f"{d}/manifest.json" in found
+        for d in {posixpath.dirname(p) for p in found if posixpath.basename(p) == SUCCESS}
+        if f"{d}/{MANIFEST}" in found
     )
     files = [
         p
