@@ -80,6 +80,12 @@ SETTINGS: dict[str, tuple[list[str], dict, str]] = {
         {"n": 5, "baselines": False},
         "n = 5 languages, accuracy vs T and vs attacker data (the first trials of languages-5)",
     ),
+    "code-5-curves": (
+        CODE,
+        {"n": 5, "vocab_size": 16000, "baselines": False},
+        "n = 5 programming languages, accuracy vs T and vs attacker data (the first trials of "
+        "code-5)",
+    ),
     "languages-5-extension": (
         LANGUAGES,
         {"n": 5, "extend": 3000, "vocab_size": 8000},
@@ -98,6 +104,8 @@ BOOTSTRAP_SETTINGS = ("languages-5", "code-5", "languages-5-lid")
 #: settings whose categories are the corpus files run through the pipeline's language ID
 LID_SETTINGS = ("languages-5-lid",)
 LID_DIR = ROOT / "build" / "categories-lid"
+#: settings that sweep T and the attacker's data (the curves); not rows of the table
+CURVE_SETTINGS = ("languages-5-curves", "code-5-curves")
 CURVE_MERGES = (500, 1000, 2000, 5000, 10000)
 CURVE_ATTACK = (125_000, 250_000, 500_000, 1_000_000)
 
@@ -222,7 +230,7 @@ def run_setting(name: str, args, out: Path) -> dict:
     cfg = dataclasses.replace(cfg, **overrides)
     if name not in BOOTSTRAP_SETTINGS:  # the bootstrap (coverage) costs ~20 LPs a trial
         cfg = dataclasses.replace(cfg, bootstrap=0)
-    if name == "languages-5-curves":  # the same seed: the first trials of languages-5
+    if name in CURVE_SETTINGS:  # the same seed: the first trials of languages-5 / code-5
         cfg = dataclasses.replace(
             cfg,
             sweep_merges=CURVE_MERGES,
@@ -376,68 +384,92 @@ def withheld_table(rows: dict) -> list[str]:
     return out
 
 
+def _curve_medians(rec: list[dict], key: str) -> tuple[list[int], list[float]]:
+    xs = sorted({int(x) for r in rec for x in r["curves"].get(key, {})})
+    med = [
+        float(np.median([r["curves"][key][str(x)] for r in rec if str(x) in r["curves"][key]]))
+        for x in xs
+    ]
+    return xs, med
+
+
 def curve_lines(rows: dict) -> list[str]:
-    """The curves' medians over their trials, as text."""
-    row = rows.get("languages-5-curves") or rows.get("languages-5") or {}
-    rec = row.get("records") or []
-    if not rec or not rec[0].get("curves"):
-        return []
+    """The curves' medians over their trials, as text, and what the attacker-data curve's
+    slope implies for the 1 MB settings that miss −4.5."""
     out = []
-    for key, label in (("merges", "T"), ("attack_bytes", "attacker MB per category")):
-        xs = sorted({int(x) for r in rec for x in r["curves"].get(key, {})})
-        if not xs:
+    for name in CURVE_SETTINGS:
+        rec = (rows.get(name) or {}).get("records") or []
+        if not rec or not rec[0].get("curves"):
             continue
-        cells = []
-        for x in xs:
-            v = [r["curves"][key][str(x)] for r in rec if str(x) in r["curves"][key]]
-            xl = f"{x:,}" if key == "merges" else f"{x / 1e6:g}"
-            cells.append(f"{xl}: {fmt(float(np.median(v)))}")
-        out.append(f"Median log10 MSE over {len(rec)} trials by {label}: " + ", ".join(cells) + ".")
-        if key == "attack_bytes":
-            out.append(
-                "The attacker-data curve cuts each trial's attacker text, so it stops at the "
-                "table's 1 MB: with ≈ 3 MB per category, more attacker text takes documents from "
-                "the training side (1.5 MB to the attacker was worse for languages on 12 trials "
-                "and −3.47 against −3.60 for code on 20 in a study of 2026-12-06; README, known limits)."
-            )
-    t = [r["T"] for r in rec]
-    out.append(f"T chosen from the data in these trials: {', '.join(f'{x:,}' for x in t)}.")
+        out.append(f"{rows[name]['description']}:")
+        for key, label in (("merges", "T"), ("attack_bytes", "attacker MB per category")):
+            xs, med = _curve_medians(rec, key)
+            if not xs:
+                continue
+            cells = [
+                f"{f'{x:,}' if key == 'merges' else f'{x / 1e6:g}'}: {fmt(v)}"
+                for x, v in zip(xs, med, strict=True)
+            ]
+            out.append(f"Median log10 MSE over {len(rec)} trials by {label}: {', '.join(cells)}.")
+            last = [(x, v) for x, v in zip(xs, med, strict=True) if x >= xs[-1] / 4]
+            if key == "attack_bytes" and len(last) >= 2 and last[-1][1] > -4.5:
+                # least-squares slope per doubling over the last two doublings of the curve
+                slope = float(np.polyfit(np.log2([x for x, _ in last]), [v for _, v in last], 1)[0])
+                if slope < 0:
+                    need = last[-1][0] * 2 ** ((-4.5 - last[-1][1]) / slope)
+                    out.append(
+                        f"Over its last two doublings each doubling of the attacker's text "
+                        f"moved the median by {fmt(slope)}; continued at that rate, a median of "
+                        f"−4.5 would take ≈ {need / 1e6:.1f} MB of attacker text per category "
+                        f"(an extrapolation, not a measurement)."
+                    )
+        t = [r["T"] for r in rec]
+        out.append(f"T chosen from the data in these trials: {', '.join(f'{x:,}' for x in t)}.")
+    if not out:
+        return []
+    out.append(
+        "The attacker-data curves cut each trial's attacker text, so they stop at the table's "
+        "1 MB: with ≈ 3 MB per category, more attacker text takes documents from the training "
+        "side (1.5 MB to the attacker was worse for languages on 12 trials and −3.47 against "
+        "−3.60 for code on 20 in a study of 2026-12-06; README, known limits)."
+    )
     return ["", *out]
 
 
 def curve_plot(rows: dict, out: Path) -> Path | None:
     from forensics.experiment import _figure, _write_png
 
-    rec = (rows.get("languages-5-curves") or rows.get("languages-5") or {}).get("records") or []
-    if not rec or not rec[0].get("curves"):
+    have = [
+        n for n in CURVE_SETTINGS if ((rows.get(n) or {}).get("records") or [{}])[0].get("curves")
+    ]
+    if not have:
         return None
     fig = _figure(10, 4)
     for k, (key, label) in enumerate(
         (("merges", "merges used T"), ("attack_bytes", "attacker bytes per category"))
     ):
         ax = fig.add_subplot(1, 2, k + 1)
-        xs = sorted({int(x) for r in rec for x in r["curves"].get(key, {})})
-        med = [
-            np.median([r["curves"][key][str(x)] for r in rec if str(x) in r["curves"][key]])
-            for x in xs
-        ]
-        for r in rec:
-            pts = sorted((int(x), v) for x, v in r["curves"].get(key, {}).items())
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="grey", alpha=0.3, lw=0.8)
-        ax.plot(xs, med, marker="o", color="C0", label="median over trials")
-        if key == "merges":
-            ax.axvline(
-                np.median([r["T"] for r in rec]),
-                color="C3",
-                ls="--",
-                label="T chosen from the data (median)",
-            )
+        for j, name in enumerate(have):
+            rec = rows[name]["records"]
+            color = f"C{j}"
+            xs, med = _curve_medians(rec, key)
+            for r in rec:
+                pts = sorted((int(x), v) for x, v in r["curves"].get(key, {}).items())
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, alpha=0.2, lw=0.8)
+            ax.plot(xs, med, marker="o", color=color, label=f"{name}: median of {len(rec)}")
+            if key == "merges":
+                ax.axvline(
+                    np.median([r["T"] for r in rec]),
+                    color=color,
+                    ls="--",
+                    label=f"{name}: T chosen (median)",
+                )
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("log10 MSE")
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("n = 5 languages: accuracy vs T and vs attacker data")
+        ax.legend(fontsize=7)
+    fig.suptitle("n = 5: accuracy vs T and vs attacker data")
     fig.tight_layout()
     path = out / "curves.png"
     _write_png(str(path), fig)
@@ -510,6 +542,64 @@ def noise_floor_lines(rows: dict) -> list[str]:
     return out
 
 
+def effective_documents_per_mb(urls: list[str], read_bytes: int) -> float:
+    """Effective number of documents in 1 MB of a category, ``(Σ b)² / Σ b²`` per MB over the
+    sizes ``b`` of the documents an experiment reads: how many independent pieces a 1 MB sample
+    of it holds (a file whose text sits in a few large documents gives fewer)."""
+    from forensics.categories import ReadErrors, sample_text
+
+    sizes = np.array(
+        [
+            len(d.encode("utf-8"))
+            for d in sample_text(urls, sample_bytes=read_bytes, errors=ReadErrors())
+        ],
+        dtype=np.float64,
+    )
+    return float(sizes.sum() / np.square(sizes).sum() * 1e6) if sizes.size else 0.0
+
+
+def category_lines(rows: dict) -> list[str]:
+    """Error by category in the bootstrap settings on the shipped files: rms and bias of the
+    estimate, the bootstrap sd, and the category's effective documents per MB."""
+    table = []
+    for name, row in rows.items():
+        records = row.get("records") or []
+        if name not in BOOTSTRAP_SETTINGS or name in LID_SETTINGS or not records:
+            continue
+        err: dict[str, list[float]] = {}
+        sd: dict[str, list[float]] = {}
+        for r in records:
+            iv = r.get("interval") or {}
+            for j, c in enumerate(r["categories"]):
+                if c in r.get("withheld", ()):
+                    continue
+                err.setdefault(c, []).append(r["estimates"]["attack"][j] - r["truth"][j])
+                if iv.get("sd"):
+                    sd.setdefault(c, []).append(iv["sd"][j])
+        read = ExperimentConfig(**records[0]["config"]).read_bytes  # what a trial reads
+        for c in sorted(err, key=lambda c: -float(np.sqrt(np.mean(np.square(err[c]))))):
+            e = np.asarray(err[c])
+            boot = f"{100 * float(np.sqrt(np.mean(np.square(sd[c])))):.2f}" if c in sd else ""
+            docs = effective_documents_per_mb([str(CORPUS / f"{c}.jsonl.gz")], read)
+            table.append(
+                f"| {name} | {c} | {len(e)} | {100 * float(np.sqrt(np.mean(e**2))):.2f} | "
+                f"{fmt(100 * float(e.mean()))} | {boot} | {docs:.0f} |"
+            )
+    if not table:
+        return []
+    return [
+        "Error by category (the table's trials; estimate − truth in percentage points; bootstrap "
+        "sd: root mean square of the trials' bootstrap sd, the attacker sample's own noise; "
+        "effective documents per MB: (Σ b)² / Σ b² over the sizes b of the category's documents, "
+        "per MB — a 1 MB sample of a file whose text sits in few large documents varies more):",
+        "",
+        "| setting | category | trials | rms error | bias | bootstrap sd | effective documents per MB |",
+        "|---|---|---|---|---|---|---|",
+        *table,
+        "",
+    ]
+
+
 def extension_lines(rows: dict) -> list[str]:
     """What limits the extension setting: its control (the late merges of an ordinary
     tokenizer) and the exactness test."""
@@ -540,7 +630,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        if name.endswith("-curves"):  # repeats languages-5's first trials, plotted below
+        if name in CURVE_SETTINGS:  # repeats the first trials of another row, plotted below
             continue
         m = row["summary"]["methods"]
         a = m.get("attack", {})
@@ -607,6 +697,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         "",
         *extension_lines(rows),
         *calibration_lines(rows),
+        *category_lines(rows),
         "Paper (Hayase et al. 2024, Table 1 and §6), for comparison:",
         "",
         PAPER,
@@ -654,7 +745,7 @@ def main() -> None:
         help="comma-separated settings to run (the others keep their saved rows)",
     )
     ap.add_argument(
-        "--trials-curves", type=int, default=3, help="trials of languages-5-curves (the curves)"
+        "--trials-curves", type=int, default=3, help="trials of each curve setting (the curves)"
     )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
     ap.add_argument("--address", default=None)

@@ -1,0 +1,81 @@
+"""The text that bench/results.py derives from saved trials: curves and per-category errors."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def results():
+    spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" / "results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _curve_rows(at_1mb: float) -> dict:
+    """Two trials whose attacker-data medians are −2.6, −3.1, at_1mb at 0.25, 0.5, 1 MB."""
+    rec = []
+    for shift in (-0.1, 0.1):
+        pts = {"250000": -2.6 + shift, "500000": -3.1 + shift, "1000000": at_1mb + shift}
+        rec.append({"T": 4000, "curves": {"merges": {"1000": -3.0}, "attack_bytes": pts}})
+    return {"code-5-curves": {"description": "code curves", "records": rec}}
+
+
+def test_curve_extrapolation_follows_the_last_two_doublings(results):
+    text = "\n".join(results.curve_lines(_curve_rows(-3.6)))
+    assert "0.25: −2.60, 0.5: −3.10, 1: −3.60" in text
+    # slope −0.5 per doubling from −3.6 at 1 MB: −4.5 at 2 ** 1.8 = 3.5 MB
+    assert "moved the median by −0.50" in text
+    assert "≈ 3.5 MB of attacker text per category" in text
+
+
+def test_no_extrapolation_when_the_curve_already_reaches_the_target(results):
+    text = "\n".join(results.curve_lines(_curve_rows(-4.7)))
+    assert "1: −4.70" in text
+    assert "extrapolation" not in text
+
+
+def test_effective_documents_per_mb(results, tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for n in (1000, 1000, 4000):
+            f.write(json.dumps({"text": "a" * n}) + "\n")
+    # (Σ b)² / Σ b² = 36e6 / 18e6 = 2 documents in 6,000 bytes: 333 per MB
+    got = results.effective_documents_per_mb([str(path)], 10_000)
+    assert got == pytest.approx(2 / 6000 * 1e6)
+    # only what a trial reads counts: the first two documents
+    assert results.effective_documents_per_mb([str(path)], 2000) == pytest.approx(1000)
+
+
+def test_category_lines_rms_bias_and_documents(results, tmp_path, monkeypatch):
+    for c, sizes in (("a", (500, 500)), ("b", (1000,))):
+        with gzip.open(tmp_path / f"{c}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for n in sizes:
+                f.write(json.dumps({"text": "x" * n}) + "\n")
+    monkeypatch.setattr(results, "CORPUS", tmp_path)
+    config = {"n": 2, "bytes_per_category": 1000}
+    rec = [
+        {
+            "categories": ["a", "b"],
+            "truth": [0.5, 0.5],
+            "estimates": {"attack": [0.5 + d, 0.5 - d]},
+            "interval": {"sd": [0.01, 0.02]},
+            "withheld": [],
+            "config": config,
+        }
+        for d in (0.03, -0.01)
+    ]
+    lines = results.category_lines({"code-5": {"records": rec}})
+    # a: errors +3, −1 points: rms √5 = 2.24, bias +1; two documents of 500 bytes: 2,000 per MB
+    assert "| code-5 | a | 2 | 2.24 | 1.00 | 1.00 | 2000 |" in lines
+    assert "| code-5 | b | 2 | 2.24 | −1.00 | 2.00 | 1000 |" in lines
+    # a setting without bootstrap trials is not listed
+    assert results.category_lines({"mixed-5": {"records": rec}}) == []
