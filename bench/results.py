@@ -393,14 +393,21 @@ def _curve_medians(rec: list[dict], key: str) -> tuple[list[int], list[float]]:
     return xs, med
 
 
+def _curve_records(rows: dict) -> dict[str, list[dict]]:
+    """``{curve setting: its trials}`` for the curve settings whose saved trials have curves."""
+    out = {}
+    for name in CURVE_SETTINGS:
+        rec = (rows.get(name) or {}).get("records") or []
+        if rec and rec[0].get("curves"):
+            out[name] = rec
+    return out
+
+
 def curve_lines(rows: dict) -> list[str]:
     """The curves' medians over their trials, as text, and what the attacker-data curve's
     slope implies for the 1 MB settings that miss −4.5."""
     out = []
-    for name in CURVE_SETTINGS:
-        rec = (rows.get(name) or {}).get("records") or []
-        if not rec or not rec[0].get("curves"):
-            continue
+    for name, rec in _curve_records(rows).items():
         out.append(f"{rows[name]['description']}:")
         for key, label in (("merges", "T"), ("attack_bytes", "attacker MB per category")):
             xs, med = _curve_medians(rec, key)
@@ -439,9 +446,7 @@ def curve_lines(rows: dict) -> list[str]:
 def curve_plot(rows: dict, out: Path) -> Path | None:
     from forensics.experiment import _figure, _write_png
 
-    have = [
-        n for n in CURVE_SETTINGS if ((rows.get(n) or {}).get("records") or [{}])[0].get("curves")
-    ]
+    have = _curve_records(rows)
     if not have:
         return None
     fig = _figure(10, 4)
@@ -449,8 +454,7 @@ def curve_plot(rows: dict, out: Path) -> Path | None:
         (("merges", "merges used T"), ("attack_bytes", "attacker bytes per category"))
     ):
         ax = fig.add_subplot(1, 2, k + 1)
-        for j, name in enumerate(have):
-            rec = rows[name]["records"]
+        for j, (name, rec) in enumerate(have.items()):
             color = f"C{j}"
             xs, med = _curve_medians(rec, key)
             for r in rec:
@@ -577,12 +581,13 @@ def category_lines(rows: dict) -> list[str]:
                 if iv.get("sd"):
                     sd.setdefault(c, []).append(iv["sd"][j])
         read = ExperimentConfig(**records[0]["config"]).read_bytes  # what a trial reads
-        for c in sorted(err, key=lambda c: -float(np.sqrt(np.mean(np.square(err[c]))))):
+        rms = {c: float(np.sqrt(np.mean(np.square(e)))) for c, e in err.items()}
+        for c in sorted(err, key=lambda c: -rms[c]):
             e = np.asarray(err[c])
             boot = f"{100 * float(np.sqrt(np.mean(np.square(sd[c])))):.2f}" if c in sd else ""
             docs = effective_documents_per_mb([str(CORPUS / f"{c}.jsonl.gz")], read)
             table.append(
-                f"| {name} | {c} | {len(e)} | {100 * float(np.sqrt(np.mean(e**2))):.2f} | "
+                f"| {name} | {c} | {len(e)} | {100 * rms[c]:.2f} | "
                 f"{fmt(100 * float(e.mean()))} | {boot} | {docs:.0f} |"
             )
     if not table:
