@@ -40,6 +40,7 @@ from forensics.experiment import (  # noqa: E402
     ExperimentConfig,
     calibration_triples,
     recalibrate,
+    result_paths,
     run_experiment,
     summary_dict,
     write_results,
@@ -255,7 +256,7 @@ def run_setting(name: str, args, out: Path) -> dict:
         "wall_seconds": wall,
         "commands": commands,
         "categories_note": note,
-        "paths": {k: os.path.relpath(Path(p).resolve(), ROOT) for k, p in paths.items()},
+        "paths": relative_paths(paths),
         "records": records,
     }
 
@@ -324,6 +325,11 @@ def calibrate(args, out: Path) -> dict:
     return cal.to_dict()
 
 
+def relative_paths(paths: dict[str, str]) -> dict[str, str]:
+    """Result file paths relative to the project root (as summary.json lists them)."""
+    return {k: os.path.relpath(Path(p).resolve(), ROOT) for k, p in paths.items()}
+
+
 def saved_summary(out: Path) -> dict:
     """``summary.json`` of the previous run ({} when there is none)."""
     path = out / "summary.json"
@@ -346,12 +352,16 @@ def load_setting(name: str, out: Path, args) -> dict:
     return {
         "name": name,
         "description": SETTINGS[name][2],
-        "config": records[0]["config"] if records else {},
+        # the configuration that reproduces the saved trials: each record keeps the one of the
+        # run that made it, whose trial count is smaller when --append topped the setting up
+        "config": dict(records[0]["config"], trials=1 + max(r["trial"] for r in records))
+        if records
+        else {},
         "summary": summary_dict(records),
         "wall_seconds": prev.get("wall_seconds"),
         "commands": prev.get("commands", []),
         "categories_note": note,
-        "paths": {},
+        "paths": relative_paths(result_paths(str(out / name))),
         "records": records,
     }
 

@@ -750,6 +750,18 @@ def summary_dict(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def result_paths(out: str) -> dict[str, str]:
+    """The files :func:`write_results` writes under ``out``, by kind."""
+    base = out.rstrip("/")
+    return {
+        "parquet": f"{base}/trials.parquet",
+        "json": f"{base}/trials.json",
+        "summary": f"{base}/summary.json",
+        "mse_plot": f"{base}/log10_mse.png",
+        "scatter_plot": f"{base}/true_vs_estimated.png",
+    }
+
+
 def write_results(records: Sequence[Mapping[str, Any]], out: str) -> dict[str, str]:
     """``trials.parquet``, ``trials.json``, ``summary.json`` and two PNGs under ``out``."""
     import json
@@ -757,13 +769,7 @@ def write_results(records: Sequence[Mapping[str, Any]], out: str) -> dict[str, s
     import fsspec
     import pyarrow.parquet as pq
 
-    paths = {
-        "parquet": f"{out.rstrip('/')}/trials.parquet",
-        "json": f"{out.rstrip('/')}/trials.json",
-        "summary": f"{out.rstrip('/')}/summary.json",
-        "mse_plot": f"{out.rstrip('/')}/log10_mse.png",
-        "scatter_plot": f"{out.rstrip('/')}/true_vs_estimated.png",
-    }
+    paths = result_paths(out)
     with fsspec.open(paths["parquet"], "wb", auto_mkdir=True) as fh:
         pq.write_table(results_table(records), fh, compression="zstd")
     with fsspec.open(paths["json"], "w", encoding="utf-8", auto_mkdir=True) as fh:

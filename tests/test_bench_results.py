@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,32 @@ def test_category_lines_rms_bias_and_documents(results, tmp_path, monkeypatch):
     assert "| code-5 | b | 2 | 2.24 | −1.00 | 2.00 | 1000 |" in lines
     # a setting without bootstrap trials is not listed
     assert results.category_lines({"mixed-5": {"records": rec}}) == []
+
+
+def test_from_saved_row_counts_appended_trials_and_lists_its_files(results, tmp_path):
+    """After --append, the saved records keep their own runs' configs (trials 1, then 2); the
+    row rebuilt from them reports the configuration that reproduces all of them."""
+
+    def record(trial: int, run_trials: int) -> dict:
+        return {
+            "trial": trial,
+            "categories": ["a", "b"],
+            "withheld": [],
+            "truth": [0.5, 0.5],
+            "estimates": {"attack": [0.49, 0.51]},
+            "log10_mse": {"attack": -4.0},
+            "interval": None,
+            "lp": {"violated_share": 0.1},
+            "config": {"n": 2, "trials": run_trials, "seed": 0},
+        }
+
+    (tmp_path / "mixed-5").mkdir()
+    saved = [record(0, 1), record(1, 2)]
+    (tmp_path / "mixed-5" / "trials.json").write_text(json.dumps(saved), encoding="utf-8")
+    row = results.load_setting("mixed-5", tmp_path, None)
+    assert row["config"] == {"n": 2, "trials": 2, "seed": 0}
+    assert row["summary"]["trials"] == 2
+    assert row["paths"]["json"] == str(
+        Path(os.path.relpath(tmp_path / "mixed-5" / "trials.json", results.ROOT))
+    )
+    assert set(row["paths"]) == {"parquet", "json", "summary", "mse_plot", "scatter_plot"}
