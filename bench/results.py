@@ -11,8 +11,9 @@ own trials (seed 0) then measure the calibrated interval's coverage on trials it
 
 Runs controlled experiments (``forensics.experiment``) on ``../shared/corpus`` through Ray, one
 setting after another, writes each setting's trials under ``docs/results/<setting>/`` (Parquet,
-JSON, PNGs), the accuracy-vs-T and accuracy-vs-attacker-data curves, ``docs/results.md``, and
-the table between the ``results:begin`` / ``results:end`` markers of the README.
+JSON, PNGs), the accuracy-vs-T and accuracy-vs-attacker-data curves, the code grid of attacker
+against training data (``--trials-grid``), ``docs/results.md``, and the table between the
+``results:begin`` / ``results:end`` markers of the README.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 LANGUAGES = ["ko", "en", "ja", "zh", "de", "fr", "es", "ru"]
 CODE = ["code-python", "code-c", "code-go", "code-rust", "code-java", "code-javascript"]
 
+#: the grid settings: the attacker takes 2 MB per category (whole documents), so the training
+#: side keeps ≈ 1 MB and the training mixture is smaller than the table's; vocab 12,000 because
+#: n × 0.25 MB of code reaches only ~15,000 tokens (T, chosen from the data, stays near 5,000,
+#: and BPE's first merges do not depend on the vocab size)
+GRID = {"n": 5, "vocab_size": 12000, "baselines": False, "bytes_per_category": 2_000_000}
 # name: (pool, config overrides, description)
 SETTINGS: dict[str, tuple[list[str], dict, str]] = {
     "languages-5": (LANGUAGES, {"n": 5}, "n = 5 natural languages"),
@@ -87,6 +93,18 @@ SETTINGS: dict[str, tuple[list[str], dict, str]] = {
         "n = 5 programming languages, accuracy vs T and vs attacker data (the first trials of "
         "code-5)",
     ),
+    "code-5-grid-0.25": (
+        CODE,
+        {**GRID, "train_bytes": 5 * 250_000},
+        "n = 5 programming languages, 2 MB of attacker text per category, training mixture "
+        "n × 0.25 MB",
+    ),
+    "code-5-grid-0.5": (
+        CODE,
+        {**GRID, "train_bytes": 5 * 500_000},
+        "n = 5 programming languages, 2 MB of attacker text per category, training mixture "
+        "n × 0.5 MB",
+    ),
     "languages-5-extension": (
         LANGUAGES,
         {"n": 5, "extend": 3000, "vocab_size": 8000},
@@ -109,6 +127,10 @@ LID_DIR = ROOT / "build" / "categories-lid"
 CURVE_SETTINGS = ("languages-5-curves", "code-5-curves")
 CURVE_MERGES = (500, 1000, 2000, 5000, 10000)
 CURVE_ATTACK = (125_000, 250_000, 500_000, 1_000_000)
+#: settings that score the attack with 0.25 .. 2 MB of attacker text under a smaller training
+#: mixture: how much of the error is the attacker's sample and how much the training side's
+GRID_SETTINGS = ("code-5-grid-0.25", "code-5-grid-0.5")
+GRID_ATTACK = (250_000, 500_000, 1_000_000, 2_000_000)
 
 PAPER = """| setting (paper: 10 GB training, 1 GB attacker data per category, 100 trials) | attack | TEE | TC | random |
 |---|---|---|---|---|
@@ -238,6 +260,8 @@ def run_setting(name: str, args, out: Path) -> dict:
             sweep_attack_bytes=CURVE_ATTACK,
             trials=args.trials_curves,
         )
+    if name in GRID_SETTINGS:
+        cfg = dataclasses.replace(cfg, sweep_attack_bytes=GRID_ATTACK, trials=args.trials_grid)
     t0 = time.perf_counter()
     records = run_or_append(cfg, pool, out / name, args)
     wall = time.perf_counter() - t0
@@ -403,10 +427,11 @@ def _curve_medians(rec: list[dict], key: str) -> tuple[list[int], list[float]]:
     return xs, med
 
 
-def _curve_records(rows: dict) -> dict[str, list[dict]]:
-    """``{curve setting: its trials}`` for the curve settings whose saved trials have curves."""
+def _curve_records(rows: dict, names: tuple[str, ...] = CURVE_SETTINGS) -> dict[str, list[dict]]:
+    """``{setting: its trials}`` for the settings among ``names`` whose saved trials have
+    curves."""
     out = {}
-    for name in CURVE_SETTINGS:
+    for name in names:
         rec = (rows.get(name) or {}).get("records") or []
         if rec and rec[0].get("curves"):
             out[name] = rec
@@ -447,26 +472,105 @@ def curve_lines(rows: dict) -> list[str]:
     out.append(
         "The attacker-data curves cut each trial's attacker text, so they stop at the table's "
         "1 MB: with ≈ 3 MB per category, more attacker text takes documents from the training "
-        "side (1.5 MB to the attacker was worse for languages on 12 trials and −3.47 against "
-        "−3.60 for code on 20 in a study of 2026-12-06; README, known limits)."
+        "side. The grid below goes to 2 MB with a smaller training mixture."
     )
     return ["", *out]
+
+
+def _grid_cells(rows: dict) -> list[tuple[str, float, dict[float, np.ndarray]]]:
+    """``(setting, training MB per category, {attacker MB: per-trial MSE})`` for the grid
+    settings, and code-5 at its own point (1 MB of attacker text), ordered by training size.
+    A trial's training MB per category is the mean of its true bytes (the truth's bytes)."""
+    out = []
+    for name in (*GRID_SETTINGS, "code-5"):
+        rec = (rows.get(name) or {}).get("records") or []
+        if not rec or (name == "code-5" and not out):  # code-5 only beside a grid
+            continue
+        train = float(np.mean([np.mean(r["true_bytes"]) for r in rec])) / 1e6
+        if name == "code-5":
+            size = rec[0]["config"]["bytes_per_category"] / 1e6  # its attacker budget
+            cells = {size: np.array([10 ** r["log10_mse"]["attack"] for r in rec])}
+        else:
+            sizes = sorted({int(x) for r in rec for x in r["curves"].get("attack_bytes", {})})
+            cells = {
+                x / 1e6: np.array([10 ** r["curves"]["attack_bytes"][str(x)] for r in rec])
+                for x in sizes
+            }
+        out.append((name, train, cells))
+    return sorted(out, key=lambda c: c[1])
+
+
+def grid_lines(rows: dict) -> list[str]:
+    """The grid as a table (median log10 MSE and log10 of the mean MSE by training and
+    attacker MB per category) and the paired effects of more of each."""
+    cells = _grid_cells(rows)
+    if not cells:
+        return []
+    sizes = sorted({a for _, _, by in cells for a in by})
+    table = []
+    for name, train, by in cells:
+        n = len(next(iter(by.values())))
+        row = [
+            f"{fmt(float(np.median(np.log10(by[a]))))} ({fmt(float(np.log10(by[a].mean())))})"
+            if a in by
+            else ""
+            for a in sizes
+        ]
+        table.append(f"| {name} | {train:.2f} | {n} | {' | '.join(row)} |")
+    out = [
+        "",
+        "Attacker data and training data (code, n = 5): each grid setting gives the attacker "
+        "2 MB per category and scores the attack on the first 0.25, 0.5, 1 and 2 MB of it, "
+        "under a training mixture of n × 0.25 or n × 0.5 MB (the same trials: seeds, "
+        "categories, weights and split; the larger mixture contains the smaller one's "
+        "documents); code-5 is the table's row. Cells: median log10 MSE (log10 of the mean "
+        "MSE); training MB per category is the mean of the truth's bytes (capped shares make it "
+        "less than the mixture's nominal size).",
+        "",
+        f"| setting | training MB per category | trials | "
+        f"{' | '.join(f'{a:g} MB' for a in sizes)} |",
+        "|---|---|---|" + "---|" * len(sizes),
+        *table,
+    ]
+    grid = [c for c in cells if c[0] in GRID_SETTINGS]
+    effects = []
+    for name, _, by in grid:
+        if 1.0 in by and 2.0 in by:
+            d = np.log10(by[2.0]) - np.log10(by[1.0])
+            effects.append(
+                f"{name}: 1 → 2 MB of attacker text moved log10 MSE by {fmt(float(np.median(d)))} "
+                f"(median of the per-trial changes; better in {int((d < 0).sum())} of {len(d)})"
+            )
+    if len(grid) == 2:
+        (_, t0, lo), (_, t1, hi) = grid
+        for a in sizes:
+            if a in lo and a in hi and len(lo[a]) == len(hi[a]):
+                d = np.log10(hi[a]) - np.log10(lo[a])
+                effects.append(
+                    f"{a:g} MB of attacker text, training {t0:.2f} → {t1:.2f} MB: "
+                    f"{fmt(float(np.median(d)))} (better in {int((d < 0).sum())} of {len(d)})"
+                )
+    if effects:
+        out += ["", "Paired by trial: " + "; ".join(effects) + "."]
+    return out
 
 
 def curve_plot(rows: dict, out: Path) -> Path | None:
     from forensics.experiment import _figure, _write_png
 
-    have = _curve_records(rows)
+    have = _curve_records(rows, CURVE_SETTINGS + GRID_SETTINGS)
     if not have:
         return None
     fig = _figure(10, 4)
     for k, (key, label) in enumerate(
-        (("merges", "merges used T"), ("attack_bytes", "attacker bytes per category"))
+        (("merges", "merges used T"), ("attack_bytes", "attacker MB per category"))
     ):
         ax = fig.add_subplot(1, 2, k + 1)
         for j, (name, rec) in enumerate(have.items()):
             color = f"C{j}"
             xs, med = _curve_medians(rec, key)
+            if not xs:  # the grid settings sweep the attacker's data only
+                continue
             for r in rec:
                 pts = sorted((int(x), v) for x, v in r["curves"].get(key, {}).items())
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, alpha=0.2, lw=0.8)
@@ -479,6 +583,12 @@ def curve_plot(rows: dict, out: Path) -> Path | None:
                     label=f"{name}: T chosen (median)",
                 )
         ax.set_xscale("log")
+        if key == "attack_bytes":  # the sizes themselves, in MB (log minor ticks overlap)
+            sizes = sorted(
+                {int(x) for rec in have.values() for r in rec for x in r["curves"].get(key, {})}
+            )
+            ax.minorticks_off()
+            ax.set_xticks(sizes, [f"{x / 1e6:g}" for x in sizes])
         ax.set_xlabel(label)
         ax.set_ylabel("log10 MSE")
         ax.grid(alpha=0.3)
@@ -645,7 +755,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        if name in CURVE_SETTINGS:  # repeats the first trials of another row, plotted below
+        if name in CURVE_SETTINGS or name in GRID_SETTINGS:  # curves and the grid: below
             continue
         m = row["summary"]["methods"]
         a = m.get("attack", {})
@@ -718,7 +828,12 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
         PAPER,
     ]
     if curves is not None:
-        out += ["", f"Curves: `{os.path.relpath(curves.resolve(), ROOT)}`.", *curve_lines(rows)]
+        out += [
+            "",
+            f"Curves: `{os.path.relpath(curves.resolve(), ROOT)}`.",
+            *curve_lines(rows),
+            *grid_lines(rows),
+        ]
     out.append("<!-- results:end -->")
     return "\n".join(out)
 
@@ -761,6 +876,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--trials-curves", type=int, default=3, help="trials of each curve setting (the curves)"
+    )
+    ap.add_argument(
+        "--trials-grid", type=int, default=6, help="trials of each grid setting (code-5-grid-…)"
     )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
     ap.add_argument("--address", default=None)

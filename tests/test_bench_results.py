@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +110,41 @@ def test_from_saved_row_counts_appended_trials_and_lists_its_files(results, tmp_
         Path(os.path.relpath(tmp_path / "mixed-5" / "trials.json", results.ROOT))
     )
     assert set(row["paths"]) == {"parquet", "json", "summary", "mse_plot", "scatter_plot"}
+
+
+def _grid_rows(a: float, b: float) -> dict:
+    """Grid and code-5 records whose MSE is exactly a / attacker MB + b / training MB, with a
+    per-trial factor so that trials differ (the factor is shared across cells of a trial)."""
+    rows = {}
+    for name, train in (("code-5-grid-0.25", 0.25), ("code-5-grid-0.5", 0.5)):
+        rec = []
+        for f in (0.5, 1.0, 2.0):
+            curve = {
+                str(x): float(np.log10(f * (a / (x / 1e6) + b / train)))
+                for x in (250_000, 500_000, 1_000_000, 2_000_000)
+            }
+            rec.append({"true_bytes": [train * 1e6] * 5, "curves": {"attack_bytes": curve}})
+        rows[name] = {"records": rec}
+    rows["code-5"] = {
+        "records": [
+            {
+                "true_bytes": [0.9e6] * 5,
+                "config": {"bytes_per_category": 1_000_000},
+                "log10_mse": {"attack": float(np.log10(f * (a + b / 0.9)))},
+            }
+            for f in (0.5, 1.0, 2.0)
+        ]
+    }
+    return rows
+
+
+def test_grid_lines_pair_trials(results):
+    text = "\n".join(results.grid_lines(_grid_rows(6e-4, 8e-5)))
+    # doubling the attacker's text: log10((a/2 + b/t) / (a + b/t)) for t = 0.25
+    d = np.log10((3e-4 + 8e-5 / 0.25) / (6e-4 + 8e-5 / 0.25))
+    assert f"moved log10 MSE by {d:.2f}".replace("-", "−") in text
+    assert "better in 3 of 3" in text
+    assert "| code-5 | 0.90 | 3 |" in text
+    # more training text at 2 MB of attacker text: log10((a/2 + b/0.5) / (a/2 + b/0.25))
+    d = np.log10((3e-4 + 8e-5 / 0.5) / (3e-4 + 8e-5 / 0.25))
+    assert f"2 MB of attacker text, training 0.25 → 0.50 MB: {d:.2f}".replace("-", "−") in text
