@@ -517,22 +517,25 @@ def grid_lines(rows: dict) -> list[str]:
             for a in sizes
         ]
         table.append(f"| {name} | {train:.2f} | {n} | {' | '.join(row)} |")
+    grid = [c for c in cells if c[0] in GRID_SETTINGS]
+    cfgs = [rows[name]["records"][0]["config"] for name, _, _ in grid]
+    att = " and ".join(sorted({f"{c['bytes_per_category'] / 1e6:g}" for c in cfgs}))
+    mix = " or ".join(f"n × {c['train_bytes'] / c['n'] / 1e6:g}" for c in cfgs)
+    scored = ", ".join(f"{a:g}" for a in sorted({a for _, _, by in grid for a in by}))
     out = [
         "",
-        "Attacker data and training data (code, n = 5): each grid setting gives the attacker "
-        "2 MB per category and scores the attack on the first 0.25, 0.5, 1 and 2 MB of it, "
-        "under a training mixture of n × 0.25 or n × 0.5 MB (the same trials: seeds, "
-        "categories, weights and split; the larger mixture contains the smaller one's "
-        "documents); code-5 is the table's row. Cells: median log10 MSE (log10 of the mean "
-        "MSE); training MB per category is the mean of the truth's bytes (capped shares make it "
-        "less than the mixture's nominal size).",
+        f"Attacker data and training data (code, n = 5): each grid setting gives the attacker "
+        f"{att} MB per category and scores the attack on the first {scored} MB of it, under a "
+        f"training mixture of {mix} MB (the same trials: seeds, categories, weights and split; "
+        f"the larger mixture contains the smaller one's documents); code-5 is the table's row. "
+        f"Cells: median log10 MSE (log10 of the mean MSE); training MB per category is the mean "
+        f"of the truth's bytes (capped shares make it less than the mixture's nominal size).",
         "",
         f"| setting | training MB per category | trials | "
         f"{' | '.join(f'{a:g} MB' for a in sizes)} |",
         "|---|---|---|" + "---|" * len(sizes),
         *table,
     ]
-    grid = [c for c in cells if c[0] in GRID_SETTINGS]
     effects = []
     for name, _, by in grid:
         if 1.0 in by and 2.0 in by:

@@ -123,7 +123,10 @@ def _grid_rows(a: float, b: float) -> dict:
                 str(x): float(np.log10(f * (a / (x / 1e6) + b / train)))
                 for x in (250_000, 500_000, 1_000_000, 2_000_000)
             }
-            rec.append({"true_bytes": [train * 1e6] * 5, "curves": {"attack_bytes": curve}})
+            cfg = {"n": 5, "train_bytes": 5 * train * 1e6, "bytes_per_category": 2_000_000}
+            rec.append(
+                {"true_bytes": [train * 1e6] * 5, "curves": {"attack_bytes": curve}, "config": cfg}
+            )
         rows[name] = {"records": rec}
     rows["code-5"] = {
         "records": [
@@ -145,6 +148,7 @@ def test_grid_lines_pair_trials(results):
     assert f"moved log10 MSE by {d:.2f}".replace("-", "−") in text
     assert "better in 3 of 3" in text
     assert "| code-5 | 0.90 | 3 |" in text
+    assert "attacker 2 MB per category" in text and "n × 0.25 or n × 0.5 MB" in text
     # more training text at 2 MB of attacker text: log10((a/2 + b/0.5) / (a/2 + b/0.25))
     d = np.log10((3e-4 + 8e-5 / 0.5) / (3e-4 + 8e-5 / 0.25))
     assert f"2 MB of attacker text, training 0.25 → 0.50 MB: {d:.2f}".replace("-", "−") in text
