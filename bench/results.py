@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -418,8 +419,14 @@ def withheld_table(rows: dict) -> list[str]:
     return out
 
 
+def _curve_sizes(rec: list[dict], key: str) -> list[int]:
+    """The points (T, or attacker bytes) at which any of the trials ``rec`` scored curve
+    ``key``."""
+    return sorted({int(x) for r in rec for x in r["curves"].get(key, {})})
+
+
 def _curve_medians(rec: list[dict], key: str) -> tuple[list[int], list[float]]:
-    xs = sorted({int(x) for r in rec for x in r["curves"].get(key, {})})
+    xs = _curve_sizes(rec, key)
     med = [
         float(np.median([r["curves"][key][str(x)] for r in rec if str(x) in r["curves"][key]]))
         for x in xs
@@ -491,10 +498,9 @@ def _grid_cells(rows: dict) -> list[tuple[str, float, dict[float, np.ndarray]]]:
             size = rec[0]["config"]["bytes_per_category"] / 1e6  # its attacker budget
             cells = {size: np.array([10 ** r["log10_mse"]["attack"] for r in rec])}
         else:
-            sizes = sorted({int(x) for r in rec for x in r["curves"].get("attack_bytes", {})})
             cells = {
                 x / 1e6: np.array([10 ** r["curves"]["attack_bytes"][str(x)] for r in rec])
-                for x in sizes
+                for x in _curve_sizes(rec, "attack_bytes")
             }
         out.append((name, train, cells))
     return sorted(out, key=lambda c: c[1])
@@ -544,8 +550,7 @@ def grid_lines(rows: dict) -> list[str]:
                 f"{name}: 1 → 2 MB of attacker text moved log10 MSE by {fmt(float(np.median(d)))} "
                 f"(median of the per-trial changes; better in {int((d < 0).sum())} of {len(d)})"
             )
-    if len(grid) == 2:
-        (_, t0, lo), (_, t1, hi) = grid
+    for (_, t0, lo), (_, t1, hi) in itertools.pairwise(grid):  # by training size
         for a in sizes:
             if a in lo and a in hi and len(lo[a]) == len(hi[a]):
                 d = np.log10(hi[a]) - np.log10(lo[a])
@@ -587,9 +592,7 @@ def curve_plot(rows: dict, out: Path) -> Path | None:
                 )
         ax.set_xscale("log")
         if key == "attack_bytes":  # the sizes themselves, in MB (log minor ticks overlap)
-            sizes = sorted(
-                {int(x) for rec in have.values() for r in rec for x in r["curves"].get(key, {})}
-            )
+            sizes = _curve_sizes([r for rec in have.values() for r in rec], key)
             ax.minorticks_off()
             ax.set_xticks(sizes, [f"{x / 1e6:g}" for x in sizes])
         ax.set_xlabel(label)
