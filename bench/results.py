@@ -118,6 +118,18 @@ SETTINGS: dict[str, tuple[list[str], dict, str]] = {
         "control for the extension: an ordinary tokenizer of 11,000 on one mixture, attacked on "
         "its last 3,000 merges only (after = 7,744)",
     ),
+    "languages-5-extension-2000": (
+        LANGUAGES,
+        {"n": 5, "extend": 3000, "vocab_size": 2000},
+        "n = 5 languages, extension of a smaller base: 2,000 on mixture A + 3,000 merges on "
+        "mixture B; recover B",
+    ),
+    "languages-5-late-5000": (
+        LANGUAGES,
+        {"n": 5, "vocab_size": 5000, "after": 1744},
+        "control for the smaller base: an ordinary tokenizer of 5,000 on one mixture, attacked "
+        "on its last 3,000 merges only (after = 1,744)",
+    ),
 }
 #: settings whose trials bootstrap the attack (coverage of the interval); ~20 LPs a trial
 BOOTSTRAP_SETTINGS = ("languages-5", "code-5", "languages-5-lid")
@@ -143,6 +155,12 @@ PAPER = """| setting (paper: 10 GB training, 1 GB attacker data per category, 10
 
 def fmt(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{v:.2f}".replace("-", "−")
+
+
+def times(ratio: float) -> str:
+    """An MSE ratio: whole numbers from 10 on, two significant digits below (a baseline better
+    than the attack shows as 0.69×, not a rounded 1×)."""
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
 
 
 def this_command() -> str:
@@ -732,23 +750,45 @@ def category_lines(rows: dict) -> list[str]:
 
 
 def extension_lines(rows: dict) -> list[str]:
-    """What limits the extension setting: its control (the late merges of an ordinary
-    tokenizer) and the exactness test."""
-    ext, late = rows.get("languages-5-extension"), rows.get("languages-5-late")
-    if ext is None or late is None:
+    """What limits the extension settings: their controls (the same merges' depth in an
+    ordinary tokenizer), the exactness test and the TC baseline beside them."""
+    names = (
+        "languages-5-extension",
+        "languages-5-late",
+        "languages-5-extension-2000",
+        "languages-5-late-5000",
+    )
+    if any(n not in rows for n in names):
         return []
-    e = ext["summary"]["methods"]["attack"]["median"]
-    c = late["summary"]["methods"]["attack"]["median"]
+
+    def med(name: str, method: str) -> float:
+        return rows[name]["summary"]["methods"][method]["median"]
+
+    ext, late, ext2, late2 = names
+    tc_better = sum(med(n, "tc") <= med(n, "attack") for n in (ext, ext2))
+    tc = (
+        "does as well or better here"
+        if tc_better == 2
+        else "does better on one of the two"
+        if tc_better == 1
+        else "does worse here"
+    )
     return [
         f"Extension: the attack is exact when its text is the extension's own training text "
         f"(objective 0, B's weights recovered: `pytest tests/test_experiment.py -k "
-        f"extension_is_exact`), so the LP and the continued training agree. On fresh text the "
-        f"limit is the data: the last 3,000 merges of an ordinary tokenizer alone give "
-        f"{fmt(c)} (the control row; the first row attacks all the merges), because after ~7,700 "
-        f"merges on ≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where "
-        f"document differences decide their order; the extension ({fmt(e)}) adds a mixture "
-        f"shift: its merges go almost all to the categories whose weight rose from A to B, and "
-        f"the categories that get none are bounded only from above.",
+        f"extension_is_exact`), so the LP and the continued training agree. On fresh text two "
+        f"things limit it. Depth: the last 3,000 merges of an ordinary tokenizer give "
+        f"{fmt(med(late, 'attack'))} after 7,744 merges and {fmt(med(late2, 'attack'))} after "
+        f"1,744 (the control rows), because after ~7,700 merges on "
+        f"≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where document "
+        f"differences decide their order. The mixture shift: the extension gives "
+        f"{fmt(med(ext, 'attack'))} on a base of 8,000 and {fmt(med(ext2, 'attack'))} on a base "
+        f"of 2,000, where its control reaches {fmt(med(late2, 'attack'))}. Its merges "
+        f"go almost all to the categories whose weight rose from A to B (their pairs are the "
+        f"ones the base left unmerged), so those get a lower bound, and the categories that get "
+        f"no merge are bounded only from above: any share that keeps their pairs below the "
+        f"merges' counts fits. The TC baseline {tc} (median {fmt(med(ext, 'tc'))} and "
+        f"{fmt(med(ext2, 'tc'))}).",
         "",
     ]
 
@@ -770,7 +810,7 @@ def markdown(rows: dict, args, curves: Path | None, cmd: str) -> str:
             return fmt(m[k]["median"]) if k in m else "—"
 
         ratio = " / ".join(
-            f"{m[k]['attack_mse_ratio']:,.0f}×" if k in m else "—" for k in ("tee", "tc")
+            times(m[k]["attack_mse_ratio"]) if k in m else "—" for k in ("tee", "tc")
         )
         summ = row["summary"]
         cov = summ["coverage"]

@@ -152,3 +152,41 @@ def test_grid_lines_pair_trials(results):
     # more training text at 2 MB of attacker text: log10((a/2 + b/0.5) / (a/2 + b/0.25))
     d = np.log10((3e-4 + 8e-5 / 0.5) / (3e-4 + 8e-5 / 0.25))
     assert f"2 MB of attacker text, training 0.25 → 0.50 MB: {d:.2f}".replace("-", "−") in text
+
+
+def _ext_rows(medians: dict[str, tuple[float, float]]) -> dict:
+    """Rows whose summaries give each setting's (attack, tc) medians."""
+    return {
+        name: {"summary": {"methods": {"attack": {"median": a}, "tc": {"median": tc}}}}
+        for name, (a, tc) in medians.items()
+    }
+
+
+def test_extension_lines_compare_the_extensions_with_their_controls_and_tc(results):
+    rows = _ext_rows(
+        {
+            "languages-5-extension": (-1.76, -1.92),
+            "languages-5-late": (-3.02, -2.09),
+            "languages-5-extension-2000": (-2.35, -2.57),
+            "languages-5-late-5000": (-4.15, -2.20),
+        }
+    )
+    text = "\n".join(results.extension_lines(rows))
+    assert "give −3.02 after 7,744 merges and −4.15 after 1,744" in text
+    assert "−1.76 on a base of 8,000 and −2.35 on a base of 2,000" in text
+    assert "its control reaches −4.15" in text
+    assert "TC baseline does as well or better here (median −1.92 and −2.57)" in text
+    # the verdict follows the figures: an attack better than TC on both says so
+    rows["languages-5-extension"]["summary"]["methods"]["tc"]["median"] = -1.5
+    rows["languages-5-extension-2000"]["summary"]["methods"]["tc"]["median"] = -2.0
+    assert "TC baseline does worse here" in "\n".join(results.extension_lines(rows))
+    # without the smaller base's rows there is nothing to compare
+    del rows["languages-5-late-5000"]
+    assert results.extension_lines(rows) == []
+
+
+def test_mse_ratio_keeps_two_digits_below_ten(results):
+    assert results.times(1153.4) == "1,153×"
+    assert results.times(9.04) == "9×"
+    assert results.times(3.18) == "3.2×"
+    assert results.times(0.69) == "0.69×"  # a baseline better than the attack
