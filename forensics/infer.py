@@ -781,6 +781,13 @@ def infer_mixture(
                     f"the calibration holds {len(cal.scores)} residuals, too few for a "
                     f"{100 * confidence:g}% interval: the intervals are [0, 1]"
                 )
+        if after:
+            warnings.append(
+                f"after = {after}: the intervals were calibrated on attacks of whole merge "
+                "lists and are too narrow on the merges an extension added (a category whose "
+                "text the base already compresses gets few of them and is bounded only from "
+                "above; docs/results.md, the extension rows): read its shares as bounds"
+            )
         timings["bootstrap"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     if not lp.optimal:

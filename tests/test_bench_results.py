@@ -190,3 +190,18 @@ def test_mse_ratio_keeps_two_digits_below_ten(results):
     assert results.times(9.04) == "9×"
     assert results.times(3.18) == "3.2×"
     assert results.times(0.69) == "0.69×"  # a baseline better than the attack
+
+
+def test_noise_floor_verdict_follows_the_gap(results):
+    def row(attack: float) -> dict:
+        # every category's bootstrap sd 0.01: log10 of the mean variance = −4
+        rec = {"categories": ["a", "b"], "interval": {"sd": [0.01, 0.01]}}
+        return {
+            "description": f"attack {attack}",
+            "records": [rec],
+            "summary": {"methods": {"attack": {"median": attack}}},
+        }
+
+    same, far = results.noise_floor_lines({"x": row(-3.8), "y": row(-2.0)})
+    assert "log10 −4.00" in same and "the same order" in same
+    assert "2.00 above it in log10" in far and "too narrow" in far
