@@ -783,6 +783,8 @@ def extension_lines(rows: dict) -> list[str]:
         return rows[name]["summary"]["methods"][method]["median"]
 
     ext, late, ext2, late2 = names
+    cfg = {n: SETTINGS[n][1] for n in names}
+    added = cfg[ext]["extend"]
     tc_better = sum(med(n, "tc") <= med(n, "attack") for n in (ext, ext2))
     tc = (
         "does as well or better here"
@@ -795,13 +797,14 @@ def extension_lines(rows: dict) -> list[str]:
         f"Extension: the attack is exact when its text is the extension's own training text "
         f"(objective 0, B's weights recovered: `pytest tests/test_experiment.py -k "
         f"extension_is_exact`), so the LP and the continued training agree. On fresh text two "
-        f"things limit it. Depth: the last 3,000 merges of an ordinary tokenizer give "
-        f"{fmt(med(late, 'attack'))} after 7,744 merges and {fmt(med(late2, 'attack'))} after "
-        f"1,744 (the control rows), because after ~7,700 merges on "
-        f"≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where document "
+        f"things limit it. Depth: the last {added:,} merges of an ordinary tokenizer give "
+        f"{fmt(med(late, 'attack'))} after {cfg[late]['after']:,} merges and "
+        f"{fmt(med(late2, 'attack'))} after {cfg[late2]['after']:,} (the control rows), because "
+        f"after {cfg[late]['after']:,} merges on ≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where document "
         f"differences decide their order. The mixture shift: the extension gives "
-        f"{fmt(med(ext, 'attack'))} on a base of 8,000 and {fmt(med(ext2, 'attack'))} on a base "
-        f"of 2,000, where its control reaches {fmt(med(late2, 'attack'))}. Its merges "
+        f"{fmt(med(ext, 'attack'))} on a base of {cfg[ext]['vocab_size']:,} and "
+        f"{fmt(med(ext2, 'attack'))} on a base of {cfg[ext2]['vocab_size']:,}, where its control "
+        f"reaches {fmt(med(late2, 'attack'))}. Its merges "
         f"go almost all to the categories whose weight rose from A to B (their pairs are the "
         f"ones the base left unmerged), so those get a lower bound, and the categories that get "
         f"no merge are bounded only from above: any share that keeps their pairs below the "
