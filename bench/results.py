@@ -57,6 +57,35 @@ CODE = ["code-python", "code-c", "code-go", "code-rust", "code-java", "code-java
 #: n × 0.25 MB of code reaches only ~15,000 tokens (T, chosen from the data, stays near 5,000,
 #: and BPE's first merges do not depend on the vocab size)
 GRID = {"n": 5, "vocab_size": 12000, "baselines": False, "bytes_per_category": 2_000_000}
+#: byte-level BPE starts from 256 byte tokens: a vocabulary of V holds V − 256 merges
+BYTE_ALPHABET = 256
+#: merges an extension adds on mixture B (and the control attacks at the end of its list)
+EXTENSION_ADDED = 3000
+
+
+def _extension_pair(
+    name: str, control: str, base: int, label: str, control_of: str = "the extension"
+) -> dict[str, tuple[list[str], dict, str]]:
+    """An extension setting (a base of ``base`` tokens on mixture A, ``EXTENSION_ADDED``
+    merges on mixture B) and its control: an ordinary tokenizer of the same size on one mixture,
+    attacked on the same last merges (``after`` = the base's merges)."""
+    after, total = base - BYTE_ALPHABET, base + EXTENSION_ADDED
+    return {
+        name: (
+            LANGUAGES,
+            {"n": 5, "extend": EXTENSION_ADDED, "vocab_size": base},
+            f"n = 5 languages, {label} {base:,} on mixture A + {EXTENSION_ADDED:,} merges on "
+            f"mixture B; recover B",
+        ),
+        control: (
+            LANGUAGES,
+            {"n": 5, "vocab_size": total, "after": after},
+            f"control for {control_of}: an ordinary tokenizer of {total:,} on one mixture, "
+            f"attacked on its last {EXTENSION_ADDED:,} merges only (after = {after:,})",
+        ),
+    }
+
+
 # name: (pool, config overrides, description)
 SETTINGS: dict[str, tuple[list[str], dict, str]] = {
     "languages-5": (LANGUAGES, {"n": 5}, "n = 5 natural languages"),
@@ -106,35 +135,24 @@ SETTINGS: dict[str, tuple[list[str], dict, str]] = {
         "n = 5 programming languages, 2 MB of attacker text per category, training mixture "
         "n × 0.5 MB",
     ),
-    "languages-5-extension": (
-        LANGUAGES,
-        {"n": 5, "extend": 3000, "vocab_size": 8000},
-        "n = 5 languages, extension: base of 8,000 on mixture A + 3,000 merges on mixture B; "
-        "recover B",
-    ),
-    "languages-5-late": (
-        LANGUAGES,
-        {"n": 5, "vocab_size": 11000, "after": 7744},
-        "control for the extension: an ordinary tokenizer of 11,000 on one mixture, attacked on "
-        "its last 3,000 merges only (after = 7,744)",
-    ),
-    "languages-5-extension-2000": (
-        LANGUAGES,
-        {"n": 5, "extend": 3000, "vocab_size": 2000},
-        "n = 5 languages, extension of a smaller base: 2,000 on mixture A + 3,000 merges on "
-        "mixture B; recover B",
-    ),
-    "languages-5-late-5000": (
-        LANGUAGES,
-        {"n": 5, "vocab_size": 5000, "after": 1744},
-        "control for the smaller base: an ordinary tokenizer of 5,000 on one mixture, attacked "
-        "on its last 3,000 merges only (after = 1,744)",
+    **_extension_pair("languages-5-extension", "languages-5-late", 8000, "extension: base of"),
+    **_extension_pair(
+        "languages-5-extension-2000",
+        "languages-5-late-5000",
+        2000,
+        "extension of a smaller base:",
+        "the smaller base",
     ),
 }
 #: settings whose trials bootstrap the attack (coverage of the interval); ~20 LPs a trial. The
 #: extensions too: the interval is calibrated on ordinary tokenizers, and these rows measure
 #: whether it holds on the merges an extension added (``mixtrace infer --after``)
-EXTENSION_SETTINGS = ("languages-5-extension", "languages-5-extension-2000")
+#: each extension setting and its control (the same merges of an ordinary tokenizer)
+EXTENSION_CONTROLS = {
+    "languages-5-extension": "languages-5-late",
+    "languages-5-extension-2000": "languages-5-late-5000",
+}
+EXTENSION_SETTINGS = tuple(EXTENSION_CONTROLS)
 BOOTSTRAP_SETTINGS = ("languages-5", "code-5", "languages-5-lid", *EXTENSION_SETTINGS)
 #: settings whose categories are the corpus files run through the pipeline's language ID
 LID_SETTINGS = ("languages-5-lid",)
@@ -770,12 +788,7 @@ def category_lines(rows: dict) -> list[str]:
 def extension_lines(rows: dict) -> list[str]:
     """What limits the extension settings: their controls (the same merges' depth in an
     ordinary tokenizer), the exactness test and the TC baseline beside them."""
-    names = (
-        EXTENSION_SETTINGS[0],
-        "languages-5-late",
-        EXTENSION_SETTINGS[1],
-        "languages-5-late-5000",
-    )
+    names = tuple(n for pair in EXTENSION_CONTROLS.items() for n in pair)
     if any(n not in rows for n in names):
         return []
 
@@ -800,8 +813,8 @@ def extension_lines(rows: dict) -> list[str]:
         f"things limit it. Depth: the last {added:,} merges of an ordinary tokenizer give "
         f"{fmt(med(late, 'attack'))} after {cfg[late]['after']:,} merges and "
         f"{fmt(med(late2, 'attack'))} after {cfg[late2]['after']:,} (the control rows), because "
-        f"after {cfg[late]['after']:,} merges on ≈ 5 MB the pairs left have counts of tens in 1 MB of attacker text, where document "
-        f"differences decide their order. The mixture shift: the extension gives "
+        f"after {cfg[late]['after']:,} merges on ≈ 5 MB the pairs left have counts of tens in "
+        f"1 MB of attacker text, where document differences decide their order. The mixture shift: the extension gives "
         f"{fmt(med(ext, 'attack'))} on a base of {cfg[ext]['vocab_size']:,} and "
         f"{fmt(med(ext2, 'attack'))} on a base of {cfg[ext2]['vocab_size']:,}, where its control "
         f"reaches {fmt(med(late2, 'attack'))}. Its merges "
