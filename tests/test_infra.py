@@ -492,8 +492,9 @@ def test_lock_is_closed_under_requirements():
 def test_job_commands_name_real_modules_args_and_configs():
     cmds = job_commands()
     modules = {mod for _, mod, _ in cmds}
-    assert {"jobs.pipeline", "jobs.bpe", "jobs.infer"} <= modules, modules
+    assert {"jobs.pipeline", "jobs.bpe", "jobs.infer", "jobs.experiment"} <= modules, modules
     loaders = {
+        "jobs.experiment": lambda p: importlib.import_module("jobs.experiment")._config(p),
         "jobs.pipeline": lambda p: importlib.import_module("pipeline.config").load_config(p),
         "jobs.bpe": lambda p: importlib.import_module("jobs.bpe")._load(p),
         "jobs.infer": lambda p: importlib.import_module("jobs.infer").load_config(p),

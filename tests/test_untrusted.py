@@ -51,9 +51,7 @@ def test_labels_from_a_config_stay_inside_the_output(ray_session, tmp_path):
     assert report["kept_documents"] > 0
     created = _tree(tmp_path) - before
     assert created and all(out in p.parents or p == out or p == out.parent for p in created)
-    assert not list(tmp_path.glob("**/evil*")) or all(
-        out in p.parents for p in tmp_path.glob("**/evil*")
-    )
+    assert all(out in p.parents for p in tmp_path.glob("**/evil*"))
 
 
 def test_a_count_table_cannot_point_outside_its_folder(tmp_path):
@@ -112,10 +110,6 @@ def test_a_tokenizer_file_is_only_parsed(tmp_path):
     }
     path = tmp_path / "tokenizer.json"
     path.write_text(json.dumps(obj))
-    with pytest.raises((MergeListError, ValueError, Exception)) as info:
+    with pytest.raises(MergeListError) as info:
         load_merge_list(str(path))
-    assert (
-        "Custom" in str(info.value)
-        or "pre_tokenizer" in str(info.value)
-        or "variant" in str(info.value)
-    )
+    assert str(path) in str(info.value) and "pre-tokenizer" in str(info.value)
