@@ -31,6 +31,7 @@ small inputs Ray Data's planning costs seconds per stage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -49,7 +50,7 @@ from pipeline.readers import (
     MANIFEST,
     SUCCESS,
     ReadErrors,
-    expand_paths,
+    expand_inputs,
     iter_documents,
     strip_known_extensions,
 )
@@ -122,30 +123,68 @@ def _load_npy(fs, path: str) -> np.ndarray:
 # Planning
 
 
+def _file_key(name: str) -> str:
+    """A short stable key of a file name: 16 hex digits of its blake2b hash."""
+    return hashlib.blake2b(name.encode("utf-8"), digest_size=8).hexdigest()
+
+
 def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Input files -> shards (in config order) and skipped inputs (unsupported files)."""
+    """Input files -> shards (in config order) and skipped inputs (``{"path", "reason"}``:
+    every unsupported file, named explicitly or found in a folder or glob).
+
+    A shard's ``index`` and ``label`` follow the input order (they name its output files); its
+    ``key`` names its documents, whose ids are ``"{source}/{key}/{ordinal:09d}"`` (ordinal: the
+    document's position in its file) and do not depend on the other inputs:
+
+    * ``key`` is a hash of the file's path relative to its input spec's root (the folder
+      given, or the fixed part of the glob), so the same data mounted elsewhere or read
+      through another protocol keeps its ids; for an explicitly named file (no root) it is a
+      hash of its full URL;
+    * when an earlier shard already has the same ``source`` and ``key`` (two specs holding the
+      same relative path under the same source label, e.g. ``a/x.jsonl`` and ``b/x.jsonl``
+      given as folders ``a`` and ``b`` without ``source``), the later one's key is the hash of
+      its full URL instead. So ids are unique within a run, and adding or removing inputs
+      changes no other file's ids -- except that an added input which collides that way with
+      a later one moves the later one to its URL key (set distinct ``source`` labels to rule
+      that out).
+    """
     shards: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     seen: set[str] = set()
+    seen_skipped: set[str] = set()
+    keys: set[tuple[str, str]] = set()
     for spec in cfg["inputs"]:
         try:
-            files = expand_paths(spec["path"])
-        except ValueError as exc:  # an explicit file of an unsupported type
+            found = expand_inputs(spec["path"])
+        except ValueError as exc:  # e.g. a pipeline output below it with a broken manifest
             skipped.append({"path": str(spec["path"]), "reason": str(exc)})
             continue
-        for url in files:
+        for entry in found.skipped:
+            if entry["path"] not in seen_skipped:
+                seen_skipped.add(entry["path"])
+                skipped.append(entry)
+        for f in found.files:
+            url = f.url
             if url in seen:
                 continue
             seen.add(url)
             stem = strip_known_extensions(url)
+            source = spec["source"] or stem
             i = len(shards)
+            key = _file_key(f.rel if f.rel is not None else url)
+            if (source, key) in keys:
+                key = _file_key(url)
+            if (source, key) in keys:  # a hash collision: never seen, but ids must stay unique
+                key = _file_key(f"{url}#{i}")
+            keys.add((source, key))
             label = f"{i:05d}-" + safe_component(stem)[:60]
             shards.append(
                 {
                     "index": i,
                     "label": label,
                     "url": url,
-                    "source": spec["source"] or stem,
+                    "key": key,
+                    "source": source,
                     "text_field": spec["text_field"],
                     "id_field": spec["id_field"],
                     "lang": spec["lang"],
@@ -161,10 +200,12 @@ def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 
 
 def _doc_batches(shard: Mapping[str, Any], batch_size: int, errors: ReadErrors):
+    """The shard's documents as Arrow tables of at most ``batch_size`` rows; ids are
+    ``"{source}/{key}/{ordinal:09d}"`` (see :func:`plan_shards`)."""
     ids, orig, texts, nbytes = [], [], [], []
     n = 0
     source = shard["source"]
-    label_id = shard["source"]
+    prefix = f"{source}/{shard.get('key') or _file_key(shard['url'])}/"
 
     def table():
         k = len(ids)
@@ -183,7 +224,7 @@ def _doc_batches(shard: Mapping[str, Any], batch_size: int, errors: ReadErrors):
     for doc in iter_documents(
         shard["url"], text_field=shard["text_field"], id_field=shard["id_field"], errors=errors
     ):
-        ids.append(f"{label_id}/{shard['index']:05d}/{n:09d}")
+        ids.append(f"{prefix}{n:09d}")
         orig.append(doc.id)
         texts.append(doc.text)
         nbytes.append(doc.n_bytes)

@@ -13,8 +13,9 @@ holding a whole file in memory. Supported formats, chosen by file extension:
   (1 MiB) of input: a longer one is cut at a line boundary (a single line longer than that
   at a UTF-8 character boundary) and continues in the next document. Ids are
   ``"{url}#{k}"`` with ``k`` the paragraph index (from 0).
-* ``.parquet`` -- read in record batches (only the ``text_field`` column and, when present,
-  ``id``). The id is the ``id`` value, otherwise ``"{url}#{row}"``.
+* ``.parquet`` -- read row group by row group, in record batches inside each group (only
+  the ``text_field`` column and, when present, ``id``). The id is the ``id`` value, otherwise
+  ``"{url}#{row}"`` (``row`` counts every row of the file, read or not).
 
 The text formats may be compressed: ``.gz``, ``.bz2``, ``.xz`` (through fsspec's compression
 support) or ``.zst`` (decompressed here with ``zstandard``, frame by frame, so that files made
@@ -33,10 +34,14 @@ into readable lines that name the files:
 * a record without the text field (``missing_text``) or whose text is not a string
   (``non_string_text``) is skipped;
 * empty documents are yielded (callers decide) and counted (``empty``);
+* a text file (``.txt``/``.jsonl``, compressed or not) whose first block of *decompressed*
+  bytes looks binary (see :func:`looks_binary`) yields nothing and records ``binary``;
 * a truncated ``.gz``/``.zst``/... file yields every document before the cut and records
-  ``truncated``; undecodable compressed data records ``corrupt``; an unreadable Parquet file
-  records ``corrupt``; a file that cannot be opened records ``unreadable``; a file that
-  yields no document at all without any other problem records ``no_documents``.
+  ``truncated``; undecodable compressed data records ``corrupt``; a Parquet file whose footer
+  cannot be read records ``corrupt``; a Parquet row group that cannot be read records
+  ``bad_row_group`` (counted in rows lost; the other row groups are read); a file that cannot
+  be opened records ``unreadable``; a file that yields no document at all without any other
+  problem records ``no_documents``.
 
 When no collector is passed, problems are logged as warnings (``logging``) at the end of
 each file instead.
@@ -55,11 +60,14 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import fsspec
 
 __all__ = [
     "BAD_JSON",
+    "BAD_ROW_GROUP",
+    "BINARY",
     "COMPRESSIONS",
     "CORRUPT",
     "EMPTY",
@@ -73,12 +81,16 @@ __all__ = [
     "TRUNCATED",
     "UNREADABLE",
     "Document",
+    "Expanded",
+    "InputFile",
     "ReadErrors",
     "decode_utf8",
     "detect_format",
+    "expand_inputs",
     "expand_paths",
     "is_supported",
     "iter_documents",
+    "looks_binary",
     "strip_known_extensions",
     "utf8_len",
 ]
@@ -164,6 +176,8 @@ TRUNCATED = "truncated"
 CORRUPT = "corrupt"
 UNREADABLE = "unreadable"
 NO_DOCUMENTS = "no_documents"
+BINARY = "binary"
+BAD_ROW_GROUP = "bad_row_group"
 
 #: reason -> description of what the count measures
 _LABELS = {
@@ -177,18 +191,22 @@ _LABELS = {
     CORRUPT: "corrupt: reading stopped",
     UNREADABLE: "unreadable: nothing read",
     NO_DOCUMENTS: "file holds no documents",
+    BINARY: "binary content (not UTF-8 text): nothing read",
+    BAD_ROW_GROUP: "row(s) lost in unreadable Parquet row group(s)",
 }
 #: reasons about a whole file (a count of 1 per file)
-FILE_REASONS = frozenset({TRUNCATED, CORRUPT, UNREADABLE, NO_DOCUMENTS})
+FILE_REASONS = frozenset({TRUNCATED, CORRUPT, UNREADABLE, NO_DOCUMENTS, BINARY})
+#: reasons that mean some or all of a file's documents could not be read
+_LOSS_REASONS = (TRUNCATED, CORRUPT, UNREADABLE, BINARY, BAD_ROW_GROUP)
 
 
 class ReadErrors:
     """Counts reading problems per file and reason and keeps the first few details.
 
     ``count`` is in the unit of the reason: bytes for ``invalid_utf8``, lines or records for
-    the per-record reasons, 1 for the whole-file reasons (``truncated``, ``corrupt``,
-    ``unreadable``, ``no_documents``). Collectors can be merged (e.g. from parallel tasks) and
-    pickled.
+    the per-record reasons, rows lost for ``bad_row_group``, 1 for the whole-file reasons
+    (``truncated``, ``corrupt``, ``unreadable``, ``binary``, ``no_documents``). Collectors can
+    be merged (e.g. from parallel tasks) and pickled.
     """
 
     def __init__(self, max_examples: int = 5) -> None:
@@ -237,10 +255,9 @@ class ReadErrors:
 
     @property
     def has_file_errors(self) -> bool:
-        """Whether some file was truncated, corrupt or unreadable."""
-        return any(
-            r in (TRUNCATED, CORRUPT, UNREADABLE) for per in self._counts.values() for r in per
-        )
+        """Whether some file was truncated, corrupt, unreadable or binary, or lost a Parquet
+        row group: documents of it could not be read."""
+        return any(r in _LOSS_REASONS for per in self._counts.values() for r in per)
 
     def merge(self, other: ReadErrors) -> None:
         """Add ``other``'s counts and examples into this collector."""
@@ -476,6 +493,70 @@ def _utf8_cut(buf: bytes | bytearray, limit: int) -> int:
     return cut
 
 
+#: decompressed bytes at the start of a text file on which binary content is detected
+_SNIFF_BYTES = 8192
+#: C0 control bytes that text does not use, and DEL (tab, LF, VT, FF, CR and ESC -- the
+#: colour codes of terminal logs -- are text)
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+#: share of invalid-UTF-8 plus control bytes above which a block is binary. Why 30 %: UTF-8
+#: text with stray bad bytes is far below 1 %, and text in a Western single-byte encoding
+#: (Latin-1/cp1252 accents) a few percent -- both stay text, their bad bytes replaced and
+#: counted as ``invalid_utf8``. Random, compressed or encrypted data is ~48 % invalid UTF-8
+#: plus ~11 % control bytes (~59 %), and image/archive/executable formats hold NULs anyway.
+#: 30 % leaves a wide margin on both sides. Text in a non-UTF-8 CJK or Cyrillic encoding
+#: (EUC-KR, Shift-JIS, cp1251) is mostly invalid UTF-8 and lands above: it is reported as not
+#: text rather than turned into documents made of U+FFFD.
+_BINARY_SHARE = 0.30
+
+
+def looks_binary(block: bytes, final: bool = True) -> str | None:
+    """Why ``block`` -- the first bytes of a (decompressed) text file -- is binary data, or
+    None when it is text.
+
+    Binary: a NUL byte (text files practically never hold one, JSON does not allow it
+    unescaped; the rule of git and grep), or more than 30 % of the bytes invalid UTF-8 or
+    control characters (see ``_BINARY_SHARE``). With ``final=False`` the block is a prefix
+    of a longer stream: a UTF-8 sequence cut by its end does not count as invalid.
+    """
+    if not block:
+        return None
+    nul = block.find(b"\x00")
+    if nul >= 0:
+        return f"NUL byte at offset {nul}"
+    n_ctrl = len(block) - len(block.translate(None, _CONTROL_BYTES))
+    _tls.replaced = 0
+    codecs.getincrementaldecoder("utf-8")(_REPLACE_COUNT).decode(block, final)
+    n_bad = _tls.replaced
+    share = (n_ctrl + n_bad) / len(block)
+    if share > _BINARY_SHARE:
+        return (
+            f"{share:.0%} of the first {len(block)} bytes are invalid UTF-8 ({n_bad}) or "
+            f"control bytes ({n_ctrl}): binary data, or text in another encoding"
+        )
+    return None
+
+
+def _sniffed(chunks: Iterator[bytes], url: str, coll: ReadErrors) -> Iterator[bytes]:
+    """``chunks`` unchanged, unless their first ``_SNIFF_BYTES`` look binary: then nothing,
+    and ``binary`` is recorded for ``url``."""
+    head: list[bytes] = []
+    size = 0
+    ended = True
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size >= _SNIFF_BYTES:
+            ended = False
+            break
+    block = b"".join(head)
+    why = looks_binary(block[:_SNIFF_BYTES], final=ended)
+    if why is not None:
+        coll.add(url, BINARY, why)
+        return
+    yield from head
+    yield from chunks
+
+
 def _iter_lines(chunks: Iterable[bytes], max_len: int | None = None) -> Iterator[bytes]:
     """Split a byte stream into lines (each keeps its ``\\n``; the last one may lack it).
 
@@ -531,9 +612,7 @@ def _iter_documents(
 ) -> Iterator[Document]:
     own = errors is None
     coll = ReadErrors() if errors is None else errors
-    before_file_errors = {
-        r: coll.count(r, url) for r in (TRUNCATED, CORRUPT, UNREADABLE, NO_DOCUMENTS)
-    }
+    before_file_errors = {r: coll.count(r, url) for r in (*_LOSS_REASONS, NO_DOCUMENTS)}
     n_docs = 0
     try:
         if fmt == "parquet":
@@ -578,6 +657,7 @@ def _read_text_format(
             chunks = _plain_chunks(fh, failure)
         else:
             chunks = _decompressed_chunks(fh, compression, failure)
+        chunks = _sniffed(chunks, url, coll)
         if fmt == "txt":
             yield from _txt_documents(url, _iter_lines(chunks, MAX_TEXT_DOC_BYTES), coll)
         else:
@@ -679,9 +759,14 @@ def _jsonl_documents(
 
 
 def _read_parquet(url: str, text_field: str, id_field: str, coll: ReadErrors) -> Iterator[Document]:
+    """Row group by row group (batch-wise inside a group), so that a damaged row group costs
+    its own rows only: it is recorded as ``bad_row_group`` (its index and row count from the
+    footer, the rows lost counted) and the next group is read. An unreadable footer makes the
+    whole file ``corrupt``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    errors = (pa.ArrowException, OSError, ValueError, EOFError)
     try:
         fh = fsspec.open(url, "rb").open()
     except OSError as exc:
@@ -689,35 +774,55 @@ def _read_parquet(url: str, text_field: str, id_field: str, coll: ReadErrors) ->
         return
     try:
         try:
-            pf = pq.ParquetFile(fh)
+            # pages written with a CRC are verified: damage inside their data is caught too
+            pf = pq.ParquetFile(fh, page_checksum_verification=True)
             names = pf.schema_arrow.names
-        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+            meta = pf.metadata
+            group_rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        except errors as exc:
             coll.add(url, CORRUPT, f"not a readable Parquet file: {exc}")
             return
         if text_field not in names:
-            n_rows = pf.metadata.num_rows if pf.metadata is not None else 0
             coll.add(
                 url,
                 MISSING_TEXT,
                 f"no {text_field!r} column (columns: {', '.join(names)})",
-                max(n_rows, 1),
+                max(sum(group_rows), 1),
             )
             return
         columns = [text_field]
         if id_field in names and id_field != text_field:
             columns.append(id_field)
-        row = 0
-        try:
-            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
-                texts = batch.column(0).to_pylist()
-                ids = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
-                for text, rid in zip(texts, ids, strict=True):
-                    doc = _parquet_doc(url, row, text, rid, text_field, coll)
-                    row += 1
-                    if doc is not None:
-                        yield doc
-        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
-            coll.add(url, CORRUPT, f"row {row}: {exc}")
+        first = 0  # the group's first row in the file
+        for g, n_rows in enumerate(group_rows):
+            row = first
+            try:
+                for batch in pf.iter_batches(
+                    batch_size=_PARQUET_BATCH, row_groups=[g], columns=columns
+                ):
+                    texts = batch.column(0).to_pylist()
+                    ids = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+                    for text, rid in zip(texts, ids, strict=True):
+                        doc = _parquet_doc(url, row, text, rid, text_field, coll)
+                        row += 1
+                        if doc is not None:
+                            yield doc
+            except errors as exc:
+                problem = " ".join(str(exc).split()) or type(exc).__name__
+            else:
+                if row - first >= n_rows:
+                    first += n_rows
+                    continue
+                problem = f"only {row - first} rows read"
+            lost = first + n_rows - row
+            coll.add(
+                url,
+                BAD_ROW_GROUP,
+                f"row group {g} of {len(group_rows)} ({n_rows} rows from row {first}; "
+                f"{lost} lost from row {row}): {problem}",
+                max(lost, 1),  # an error after the group's last row still shows
+            )
+            first += n_rows
     finally:
         fh.close()
 
@@ -773,10 +878,11 @@ def _manifest_files(fs, folder: str) -> list[str]:
         raise ValueError(f"{path}: not a readable pipeline manifest ({exc!r})") from exc
 
 
-def _walk(fs, root: str) -> list[str]:
-    """Supported files below ``root``. A finished pipeline output below it (a folder with
-    ``_SUCCESS`` and ``manifest.json``) gives the data files its manifest lists: not its
-    report, manifest or rejected documents."""
+def _walk(fs, root: str) -> tuple[list[str], list[str]]:
+    """Supported files below ``root``, and the unsupported ones (both sorted). A finished
+    pipeline output below it (a folder with ``_SUCCESS`` and ``manifest.json``) gives the data
+    files its manifest lists: not its report, manifest or rejected documents (which are not
+    counted as unsupported either, nor are hidden entries)."""
     root = root.rstrip("/")
     found = fs.find(root, detail=True)
     outputs = sorted(
@@ -784,20 +890,89 @@ def _walk(fs, root: str) -> list[str]:
         for d in {posixpath.dirname(p) for p in found if posixpath.basename(p) == SUCCESS}
         if f"{d}/{MANIFEST}" in found
     )
-    files = [
-        p
-        for p, info in found.items()
-        if info.get("type") != "directory"
-        and is_supported(p)
-        and not _hidden_below(root, p)
-        and not any(p.startswith(f"{d}/") for d in outputs)
-    ]
+    files, unsupported = [], []
+    for p, info in found.items():
+        if (
+            info.get("type") == "directory"
+            or _hidden_below(root, p)
+            or any(p.startswith(f"{d}/") for d in outputs)
+        ):
+            continue
+        (files if is_supported(p) else unsupported).append(p)
     for d in outputs:
         files += _manifest_files(fs, d)
-    return sorted(files)
+    return sorted(files), sorted(unsupported)
 
 
-def expand_paths(spec: str | list[str]) -> list[str]:
+def _glob_base(path: str) -> str:
+    """The folder a glob is relative to: its leading components without wildcards."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if _has_magic(part):
+            return "/".join(parts[:i]) or "/"
+    return posixpath.dirname(path)
+
+
+def _relative(root: str, path: str) -> str | None:
+    root = root.rstrip("/")
+    if root and path.startswith(f"{root}/"):
+        return path[len(root) + 1 :]
+    if not root:
+        return path.lstrip("/")
+    return None
+
+
+def _url_of(fs, pattern: str, path: str) -> str:
+    """``path`` (as ``fs`` has it) in the form the user gave ``pattern``: with the protocol
+    when the pattern had one."""
+    return fs.unstrip_protocol(path) if _has_protocol(pattern) else path
+
+
+def _unsupported_reason(pattern: str) -> str:
+    return (
+        f"unsupported file type (found by {pattern!r}; known: {', '.join(sorted(FORMATS))}, "
+        f"text formats optionally followed by {', '.join(COMPRESSIONS)})"
+    )
+
+
+class InputFile(NamedTuple):
+    """One readable file found by :func:`expand_inputs`.
+
+    ``root`` is the folder it was found under (the folder given, or the fixed leading part of
+    the glob that matched it) and ``rel`` its path relative to ``root``; both are None for a
+    file named explicitly. ``rel`` does not depend on where the data is mounted or on the URL
+    protocol, so it can key the file's documents across machines.
+    """
+
+    url: str
+    root: str | None
+    rel: str | None
+
+
+class Expanded(NamedTuple):
+    """What :func:`expand_inputs` found: readable files, and the files it passed over
+    (``{"path": url, "reason": why}``: unsupported types, named or found in folders/globs)."""
+
+    files: list[InputFile]
+    skipped: list[dict[str, str]]
+
+
+def expand_inputs(spec: str | list[str]) -> Expanded:
+    """Like :func:`expand_paths`, but keeping where each file was found and listing every file
+    it passed over instead of failing on it.
+
+    Every unsupported file -- named explicitly, found in a folder or matched by a glob -- goes
+    into ``skipped`` with its reason (hidden entries and the report/manifest/rejected files of
+    a finished pipeline output are not data and are not listed). Raises
+    ``FileNotFoundError`` naming the pattern when a pattern matches no file at all (supported
+    or not).
+    """
+    return _expand(spec, strict=False)
+
+
+def expand_paths(
+    spec: str | list[str], *, skipped: list[dict[str, str]] | None = None
+) -> list[str]:
     """Expand files, folders and globs into a sorted, de-duplicated list of readable files.
 
     * a file is kept as is (``ValueError`` when its type is not supported);
@@ -809,38 +984,77 @@ def expand_paths(spec: str | list[str]) -> list[str]:
     Each pattern's files are sorted; patterns keep their order; duplicates are dropped.
     Local paths come back as absolute paths, URLs with their protocol. Raises
     ``FileNotFoundError`` naming the pattern when a pattern matches nothing.
+
+    With a ``skipped`` list, unsupported files are appended to it (``{"path", "reason"}``, as
+    :func:`expand_inputs` lists them) instead of raising ``ValueError``, and a pattern that
+    matches only unsupported files is not an error.
     """
+    if skipped is None:
+        return [f.url for f in _expand(spec, strict=True).files]
+    found = _expand(spec, strict=False)
+    skipped.extend(found.skipped)
+    return [f.url for f in found.files]
+
+
+def _expand(spec: str | list[str], strict: bool) -> Expanded:
     patterns = [spec] if isinstance(spec, str) else list(spec)
     if not patterns:
         raise FileNotFoundError("no paths given")
-    out: list[str] = []
+    out: list[InputFile] = []
+    skipped: list[dict[str, str]] = []
     seen: set[str] = set()
+    seen_skipped: set[str] = set()
     for pattern in patterns:
         fs, path = fsspec.core.url_to_fs(pattern)
-        files: list[str] = []
+        files: list[tuple[str, str | None]] = []  # (path, root)
+        unsupported: list[str] = []
         if _has_magic(path):
+            base = _glob_base(path)
             matches = fs.glob(path, detail=True)
             for p in sorted(matches):
                 if matches[p].get("type") == "directory":
-                    files.extend(_walk(fs, p))
+                    found, bad = _walk(fs, p)
+                    files.extend((f, base) for f in found)
+                    unsupported.extend(bad)
                 elif is_supported(p):
-                    files.append(p)
+                    files.append((p, base))
+                elif not posixpath.basename(p).startswith("."):
+                    unsupported.append(p)
         elif fs.isdir(path):
-            files = _walk(fs, path)
+            found, unsupported = _walk(fs, path)
+            files = [(f, path.rstrip("/")) for f in found]
         elif fs.exists(path):
-            if not is_supported(path):
-                detect_format(path)  # raises ValueError with the details
-            files = [path]
+            if is_supported(path):
+                files = [(path, None)]
+            else:
+                try:
+                    detect_format(path)
+                except ValueError as exc:  # always: the message details the known types
+                    if strict:
+                        raise
+                    u = _url_of(fs, pattern, path)
+                    if u not in seen_skipped:
+                        seen_skipped.add(u)
+                        skipped.append({"path": u, "reason": str(exc)})
+                continue
         else:
             raise FileNotFoundError(f"no such file or folder: {pattern!r}")
-        if not files:
+        if not files and (strict or not unsupported):
             raise FileNotFoundError(
                 f"{pattern!r} matches no supported files "
                 f"({', '.join(sorted(FORMATS))}, optionally {', '.join(COMPRESSIONS)})"
             )
-        for p in files:
-            u = fs.unstrip_protocol(p) if _has_protocol(pattern) else p
+        for p, root in files:
+            u = _url_of(fs, pattern, p)
             if u not in seen:
                 seen.add(u)
-                out.append(u)
-    return out
+                rel = _relative(root, p) if root is not None else None
+                out.append(
+                    InputFile(u, _url_of(fs, pattern, root) if rel is not None else None, rel)
+                )
+        for p in unsupported:
+            u = _url_of(fs, pattern, p)
+            if u not in seen_skipped:
+                seen_skipped.add(u)
+                skipped.append({"path": u, "reason": _unsupported_reason(pattern)})
+    return Expanded(out, skipped)

@@ -19,7 +19,20 @@ from pipeline.steps import StepStats
 
 __all__ = ["build_report", "write_funnel_png"]
 
-_RECORD_REASONS = ("bad_json", "missing_text", "non_string_text")
+#: read-error reasons whose count is a number of records (documents) lost; the others count
+#: files (``binary``, ``corrupt``, ``truncated``...) or repaired bytes (``invalid_utf8``)
+_RECORD_REASONS = ("bad_json", "missing_text", "non_string_text", "bad_row_group")
+
+
+def _by_reason(read_errors: ReadErrors) -> dict[str, dict[str, int]]:
+    """Per reason: the number of files it occurred in and its summed count."""
+    out: dict[str, dict[str, int]] = {}
+    for per in read_errors.by_file().values():
+        for reason, n in per.items():
+            entry = out.setdefault(reason, {"files": 0, "count": 0})
+            entry["files"] += 1
+            entry["count"] += n
+    return dict(sorted(out.items()))
 
 
 def build_report(
@@ -63,6 +76,7 @@ def build_report(
         "accounted": input_documents == kept_docs + removed_docs,
         "unreadable_records": unreadable_records,
         "read_errors": {
+            "by_reason": _by_reason(read_errors),
             "files": read_errors.by_file(),
             "messages": read_errors.warnings(),
             "skipped_inputs": list(skipped_inputs),
