@@ -56,7 +56,14 @@ from pipeline.readers import (
 )
 from pipeline.report import build_report, dumps, write_funnel_png
 from pipeline.steps import StepStats
-from pipeline.writer import REJECTED_SCHEMA, STAGING_SCHEMA, ShardWriter, conform, iter_parquet
+from pipeline.writer import (
+    OUTPUT_SCHEMA,
+    REJECTED_SCHEMA,
+    STAGING_SCHEMA,
+    ShardWriter,
+    conform,
+    iter_parquet,
+)
 
 __all__ = ["PipelineInterrupted", "plan_shards", "run_pipeline"]
 
@@ -715,8 +722,7 @@ def run_pipeline(
     )
     files.sort(key=lambda f: f["path"])
     manifest = {
-        "schema": "id, text, lang, lang_score, source, n_bytes, orig_id, hangul_share, jamo_ratio, "
-        "spam_terms, boilerplate_lines, pii_count, text_hash, dup_cluster_id, dup_cluster_size",
+        "schema": ", ".join(OUTPUT_SCHEMA.names),
         "files": files,
         "rows": sum(f["rows"] for f in files),
         "bytes": sum(f["bytes"] for f in files),

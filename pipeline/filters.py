@@ -10,7 +10,9 @@
   (:mod:`pipeline.textstats`: Arrow splits and regexes, exact n-gram grouping in numpy) that
   gives datatrove's decisions and reasons -- ``tests/test_pipeline_fastfilters.py`` checks it
   against datatrove's own code on real documents; and ``datatrove``, datatrove's ``filter()``
-  per document (the reference);
+  per document (the reference). The ``fast`` path also returns the signals its thresholds were
+  tested against as score columns (``gopher_*``, ``gopher_rep_*``, ``fineweb_*``; see
+  :data:`pipeline.writer.FILTER_SCORE_FIELDS`), null where the filter did not compute them;
 * :class:`KoreanFilter` -- Hangul share, repeated jamo ("ㅋㅋㅋㅋ"), gambling/adult spam terms;
 * :class:`KoreanBoilerplate` -- removes news bylines and copyright lines ("무단전재 및 재배포
   금지", "홍길동 기자 hong@...", "Copyright ⓒ ...") and rejects documents that were mostly
@@ -50,6 +52,7 @@ from pipeline.textstats import (
     split_regex_lines,
     splitlines,
 )
+from pipeline.writer import FILTER_SCORE_FIELDS
 
 __all__ = [
     "BOILERPLATE_PATTERNS",
@@ -233,9 +236,19 @@ class _DatatroveFilter(Filter):
     documents against datatrove's own code); ``"datatrove"``: datatrove's ``filter()`` per
     document, one instance per language (the reference, and the fallback for anything the
     fast version does not cover). Parameters and their defaults are datatrove's.
+
+    Score columns (:attr:`score_columns`: column -> key of the subclass's signals): the fast
+    path returns the signals it computed for its decisions (nothing is computed twice), as
+    float32/int32 columns (types from :data:`pipeline.writer.FILTER_SCORE_FIELDS`). A value is
+    null where it was not computed: rows of a language the filter is off for, every row of the
+    ``datatrove`` implementation, rows the subclass stopped at an earlier check (see its
+    docstring), and undefined ratios (a zero denominator). Rows rejected by an earlier *step*
+    never reach the filter: their columns are null in the written Parquet.
     """
 
     defaults: ClassVar[dict[str, Any]] = {}
+    #: score column -> key of the dict of signals returned by ``_decide_fast``
+    score_columns: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self, params: Mapping[str, Any] | None = None, implementation: str = "fast"
@@ -266,9 +279,13 @@ class _DatatroveFilter(Filter):
         """The datatrove filter class (the reference implementation)."""
 
     @abstractmethod
-    def _decide_fast(self, text: pa.Array, p: dict[str, Any]) -> np.ndarray:
+    def _decide_fast(
+        self, text: pa.Array, p: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Reasons (object array, None = keep) for texts of one language with parameters
-        ``p`` (datatrove's defaults updated with the configuration)."""
+        ``p`` (datatrove's defaults updated with the configuration), and the signals computed
+        on the way (float arrays aligned with ``text``, NaN = not computed; keys as in
+        :attr:`score_columns`' values, absent = not computed at all)."""
 
     def params_for(self, lang: str) -> dict[str, Any] | None:
         """All parameters for ``lang`` (datatrove's defaults, then the config), or None when
@@ -319,6 +336,7 @@ class _DatatroveFilter(Filter):
             langs = langs.combine_chunks()
         lang_np = langs.to_numpy(zero_copy_only=False)
         out = np.full(n, None, dtype=object)
+        values = {col: np.full(n, np.nan) for col in self.score_columns}
         for lang in sorted(set(lang_np.tolist())):
             p = self.params_for(lang)
             if p is None:
@@ -328,8 +346,11 @@ class _DatatroveFilter(Filter):
             if self.implementation == "datatrove":
                 out[idx] = self._decide_datatrove(sub.to_pylist(), lang)
             else:
-                out[idx] = self._decide_fast(sub, p)
-        return pa.array(out.tolist(), pa.string()), {}
+                out[idx], signals = self._decide_fast(sub, p)
+                for col, key in self.score_columns.items():
+                    if key in signals:
+                        values[col][idx] = signals[key]
+        return pa.array(out.tolist(), pa.string()), _score_arrays(values)
 
     def decide_texts(self, texts: list[str], lang: str = "und") -> list[str | None]:
         """Reasons for plain strings of one language (tests, scripts)."""
@@ -338,7 +359,21 @@ class _DatatroveFilter(Filter):
             return [None] * len(texts)
         if self.implementation == "datatrove":
             return self._decide_datatrove(texts, lang)
-        return self._decide_fast(pa.array(texts, pa.string()), p).tolist()
+        return self._decide_fast(pa.array(texts, pa.string()), p)[0].tolist()
+
+
+def _score_arrays(values: Mapping[str, np.ndarray]) -> dict[str, pa.Array]:
+    """Score columns from float arrays (NaN = null), typed as in ``FILTER_SCORE_FIELDS``."""
+    out = {}
+    for col, v in values.items():
+        typ = FILTER_SCORE_FIELDS[col]
+        null = np.isnan(v)
+        if pa.types.is_integer(typ):
+            v = np.where(null, 0, v).astype(typ.to_pandas_dtype())
+        else:
+            v = v.astype(typ.to_pandas_dtype())
+        out[col] = pa.array(v, typ, mask=null if null.any() else None)
+    return out
 
 
 class _Decisions:
@@ -372,9 +407,30 @@ def _np(arr) -> np.ndarray:
 
 class GopherRepetition(_DatatroveFilter):
     """datatrove's ``GopherRepetitionFilter`` (duplicate lines/paragraphs, top n-grams,
-    duplicated n-grams) with per-language thresholds."""
+    duplicated n-grams) with per-language thresholds.
+
+    Score columns (float32, shares of the document's characters unless said otherwise):
+    ``gopher_rep_dup_line_frac`` (duplicate lines / lines, lines = ``re.split("\\n+")``),
+    ``gopher_rep_dup_line_char_frac`` (characters of duplicate lines),
+    ``gopher_rep_top_2gram_frac`` (the most frequent word 2-gram, times its count),
+    ``gopher_rep_dup_5gram_frac`` and ``gopher_rep_dup_10gram_frac`` (characters in
+    duplicated 5-/10-grams: datatrove's ``find_all_duplicate``). As datatrove, the
+    filter stops at a document's first failing check, and a row has the values datatrove
+    computes for it: null for a check that is not configured for the language (e.g.
+    ``top_n_grams: []``) or that the row did not reach (rejected by an earlier check, or
+    ``empty``), whatever the other rows of its batch. A top n-gram share is also null for
+    documents of fewer than ``n`` words (datatrove skips that check). Kept rows have every
+    configured value.
+    """
 
     name = "gopher_repetition"
+    score_columns: ClassVar[dict[str, str]] = {
+        "gopher_rep_dup_line_frac": "dup_line_frac",
+        "gopher_rep_dup_line_char_frac": "dup_line_char_frac",
+        "gopher_rep_top_2gram_frac": "top_2_gram",
+        "gopher_rep_dup_5gram_frac": "duplicated_5_n_grams",
+        "gopher_rep_dup_10gram_frac": "duplicated_10_n_grams",
+    }
 
     def _factory(self):
         from datatrove.pipeline.filters import GopherRepetitionFilter
@@ -410,6 +466,10 @@ class GopherRepetition(_DatatroveFilter):
     def _decide_fast(self, text, p):
         n = len(text)
         d = _Decisions(n)
+        # the signals, keyed as in signals(): a value for the rows that reached the check
+        # (datatrove computes nothing after the first failing one), NaN for the others -- the
+        # kernels run over the whole batch, but what a row gets must not depend on its batch
+        sig: dict[str, np.ndarray] = {}
         nchars = _np(pc.utf8_length(text)).astype(np.int64)
         d.reject(nchars == 0, "empty")
         with np.errstate(invalid="ignore"):
@@ -421,24 +481,31 @@ class GopherRepetition(_DatatroveFilter):
                     continue
                 parts = Lists.from_list_array(split(text), n)
                 dups, chars = dup_elements(parts)
+                reached = d.open.copy()
+                frac = sig[frac_key] = np.where(reached, _ratio(dups, parts.counts), np.nan)
+                char = sig[char_key] = np.where(reached, _ratio(chars, nchars), np.nan)
                 if p[frac_key]:
-                    d.reject(_ratio(dups, parts.counts) > p[frac_key], frac_key)
+                    d.reject(frac > p[frac_key], frac_key)
                 if p[char_key]:
-                    d.reject(_ratio(chars, nchars) > p[char_key], char_key)
-            if not d.any_open() or not (p["top_n_grams"] or p["dup_n_grams"]):
-                return d.out
-            ng = NGrams(Words(text))
-            for k, frac in p["top_n_grams"] or ():
-                if not d.any_open():
-                    break
-                chars, has = ng.top_duplicate_chars(k)
-                d.reject(has & (_ratio(chars, nchars) > frac), f"top_{k}_gram")
-            for k, frac in p["dup_n_grams"] or ():
-                if not d.any_open():
-                    break
-                chars = ng.all_duplicate_chars(k, d.open)
-                d.reject(_ratio(chars, nchars) > frac, f"duplicated_{k}_n_grams")
-        return d.out
+                    d.reject(char > p[char_key], char_key)
+            if d.any_open() and (p["top_n_grams"] or p["dup_n_grams"]):
+                ng = NGrams(Words(text))
+                for k, thr in p["top_n_grams"] or ():
+                    if not d.any_open():
+                        break
+                    chars, has = ng.top_duplicate_chars(k)
+                    r = np.where(has & d.open, _ratio(chars, nchars), np.nan)
+                    sig[f"top_{k}_gram"] = r
+                    d.reject(r > thr, f"top_{k}_gram")  # NaN (no n-gram): no rejection
+                for k, thr in p["dup_n_grams"] or ():
+                    if not d.any_open():
+                        break
+                    reached = d.open.copy()  # computed for these rows only
+                    chars = ng.all_duplicate_chars(k, reached)
+                    r = np.where(reached, _ratio(chars, nchars), np.nan)
+                    sig[f"duplicated_{k}_n_grams"] = r
+                    d.reject(r > thr, f"duplicated_{k}_n_grams")
+        return d.out, sig
 
 
 _STOP_WORDS_DEFAULT = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -453,9 +520,29 @@ def _symbol_word_re() -> str:
 
 class GopherQuality(_DatatroveFilter):
     """datatrove's ``GopherQualityFilter`` (word counts and lengths, symbols, bullets,
-    ellipses, alphabetic words, stop words) with per-language thresholds."""
+    ellipses, alphabetic words, stop words) with per-language thresholds.
+
+    Score columns (every signal is computed for every row the filter sees, whichever check
+    rejects it; null only for undefined ratios, e.g. no words): ``gopher_words`` (int32,
+    whitespace-separated words that are not only punctuation: what ``min_doc_words`` /
+    ``max_doc_words`` test), ``gopher_mean_word_len`` (their mean length in characters),
+    ``gopher_symbol_word_ratio`` (the larger of ``#`` and ``...``/``…`` counts per word),
+    ``gopher_bullet_lines_frac`` (lines starting with ``•`` or ``-``),
+    ``gopher_ellipsis_lines_frac`` (lines ending with an ellipsis), ``gopher_alpha_words_frac``
+    (words holding an alphabetic character), ``gopher_stop_words`` (int32, distinct stop words
+    present; the configured list, else datatrove's English one).
+    """
 
     name = "gopher_quality"
+    score_columns: ClassVar[dict[str, str]] = {
+        "gopher_words": "n_non_symbol_words",
+        "gopher_mean_word_len": "avg_word_length",
+        "gopher_symbol_word_ratio": "symbol_word_ratio",
+        "gopher_bullet_lines_frac": "bullet_lines_ratio",
+        "gopher_ellipsis_lines_frac": "end_ellipsis_lines_ratio",
+        "gopher_alpha_words_frac": "alpha_words_ratio",
+        "gopher_stop_words": "stop_words",
+    }
 
     def _factory(self):
         from datatrove.pipeline.filters import GopherQualityFilter
@@ -465,8 +552,9 @@ class GopherQuality(_DatatroveFilter):
     @staticmethod
     def signals(text: pa.Array, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """``n_words``, ``n_non_symbol_words``, ``avg_word_length`` (of non-symbol words),
-        ``hash_ratio``, ``ellipsis_ratio``, ``n_lines``, ``bullet_lines_ratio``,
-        ``end_ellipsis_lines_ratio``, ``alpha_words_ratio``, ``stop_words`` (distinct)."""
+        ``hash_ratio``, ``ellipsis_ratio``, ``symbol_word_ratio`` (the larger of the two),
+        ``n_lines``, ``bullet_lines_ratio``, ``end_ellipsis_lines_ratio``,
+        ``alpha_words_ratio``, ``stop_words`` (distinct)."""
         text = as_text_array(text)
         words = Words(text)
         vals = words.values
@@ -490,12 +578,15 @@ class GopherQuality(_DatatroveFilter):
             if hit.any():
                 key = words.doc[hit] * len(stop) + idx[hit].astype(np.int64)
                 n_stop = np.bincount(np.unique(key) // len(stop), minlength=words.n_docs)
+        hash_ratio = _ratio(hashes, words.counts)
+        ellipsis_ratio = _ratio(ell, words.counts)
         return {
             "n_words": words.counts,
             "n_non_symbol_words": n_ns,
             "avg_word_length": _ratio(len_ns, n_ns),
-            "hash_ratio": _ratio(hashes, words.counts),
-            "ellipsis_ratio": _ratio(ell, words.counts),
+            "hash_ratio": hash_ratio,
+            "ellipsis_ratio": ellipsis_ratio,
+            "symbol_word_ratio": np.fmax(hash_ratio, ellipsis_ratio),
             "n_lines": lines.counts,
             "bullet_lines_ratio": _ratio(lines.per_doc_sum(bullets), lines.counts),
             "end_ellipsis_lines_ratio": _ratio(
@@ -544,7 +635,7 @@ class GopherQuality(_DatatroveFilter):
                 )
             if p["min_stop_words"]:
                 d.reject(s["stop_words"] < p["min_stop_words"], "gopher_enough_stop_words")
-        return d.out
+        return d.out, s
 
 
 @functools.cache
@@ -554,9 +645,23 @@ def _ends_with_re(stop_chars: tuple[str, ...]) -> str:
 
 class FineWebQuality(_DatatroveFilter):
     """datatrove's ``FineWebQualityFilter`` (FineWeb line filters: terminal punctuation share,
-    short lines, duplicated line characters, newlines per word) with per-language thresholds."""
+    short lines, duplicated line characters, newlines per word) with per-language thresholds.
+
+    Score columns (float32; computed for every row the filter sees, null only for undefined
+    ratios, e.g. no non-blank line): ``fineweb_line_punct_ratio`` (non-blank lines ending with
+    terminal punctuation), ``fineweb_short_line_ratio`` (non-blank lines of at most
+    ``short_line_length`` characters: the language's setting), ``fineweb_char_dup_ratio``
+    (characters of duplicate lines over the characters other than newlines),
+    ``fineweb_list_ratio`` (newlines per word).
+    """
 
     name = "fineweb_quality"
+    score_columns: ClassVar[dict[str, str]] = {
+        "fineweb_line_punct_ratio": "line_punct_ratio",
+        "fineweb_short_line_ratio": "short_line_ratio",
+        "fineweb_char_dup_ratio": "char_dup_ratio",
+        "fineweb_list_ratio": "list_ratio",
+    }
 
     def _factory(self):
         from datatrove.pipeline.filters import FineWebQualityFilter
@@ -615,7 +720,7 @@ class FineWebQuality(_DatatroveFilter):
             d.reject(s["char_dup_ratio"] > p["char_duplicates_ratio"], "char_dup_ratio")
             d.reject(s["n_words"] == 0, "no_words")  # ZeroDivisionError in datatrove
             d.reject(s["list_ratio"] > p["new_line_ratio"], "list_ratio")
-        return d.out
+        return d.out, s
 
 
 # --------------------------------------------------------------------------------------

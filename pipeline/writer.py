@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.paths import temp_path
 
 __all__ = [
+    "FILTER_SCORE_FIELDS",
     "OUTPUT_SCHEMA",
     "REJECTED_SCHEMA",
     "STAGING_SCHEMA",
@@ -28,6 +29,35 @@ __all__ = [
     "conform",
     "file_sha256",
 ]
+
+#: score columns of the Gopher / FineWeb filters (:mod:`pipeline.filters`): the signals their
+#: thresholds are tested against, null where the filter did not compute them (a row rejected by
+#: an earlier stage, a filter off for the row's language, the ``datatrove`` implementation, a
+#: repetition check a row did not reach, an undefined ratio). Shares are of the document's
+#: characters / words / lines; words are whitespace-separated (eojeol for Korean).
+FILTER_SCORE_FIELDS: dict[str, pa.DataType] = {
+    # FineWebQuality
+    "fineweb_line_punct_ratio": pa.float32(),  # non-blank lines ending with terminal punctuation
+    "fineweb_short_line_ratio": pa.float32(),  # non-blank lines <= short_line_length chars
+    "fineweb_char_dup_ratio": pa.float32(),  # chars of duplicate lines / chars (no newlines)
+    "fineweb_list_ratio": pa.float32(),  # newlines per word
+    # GopherRepetition
+    "gopher_rep_dup_line_frac": pa.float32(),  # duplicate lines / lines
+    "gopher_rep_dup_line_char_frac": pa.float32(),  # chars of duplicate lines / chars
+    "gopher_rep_top_2gram_frac": pa.float32(),  # chars of the most frequent 2-gram / chars
+    "gopher_rep_dup_5gram_frac": pa.float32(),  # chars in duplicated 5-grams / chars
+    "gopher_rep_dup_10gram_frac": pa.float32(),  # chars in duplicated 10-grams / chars
+    # GopherQuality
+    "gopher_words": pa.int32(),  # words that are not only punctuation
+    "gopher_mean_word_len": pa.float32(),  # their mean length (characters)
+    "gopher_symbol_word_ratio": pa.float32(),  # max("#" count, ellipsis count) per word
+    "gopher_bullet_lines_frac": pa.float32(),  # lines starting with a bullet or "-"
+    "gopher_ellipsis_lines_frac": pa.float32(),  # lines ending with an ellipsis
+    "gopher_alpha_words_frac": pa.float32(),  # words with an alphabetic character
+    "gopher_stop_words": pa.int32(),  # distinct stop words present
+}
+
+_FILTER_SCORES = [pa.field(name, typ) for name, typ in FILTER_SCORE_FIELDS.items()]
 
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -43,6 +73,7 @@ OUTPUT_SCHEMA = pa.schema(
         ("spam_terms", pa.int32()),
         ("boilerplate_lines", pa.int32()),
         ("pii_count", pa.int32()),
+        *_FILTER_SCORES,
         ("text_hash", pa.uint64()),
         ("dup_cluster_id", pa.int64()),
         ("dup_cluster_size", pa.int32()),
@@ -66,6 +97,7 @@ REJECTED_SCHEMA = pa.schema(
         ("n_bytes", pa.int64()),
         ("stage", pa.string()),
         ("reason", pa.string()),
+        *_FILTER_SCORES,  # null for rows rejected before the filters ran
         ("dup_cluster_id", pa.int64()),
         ("dup_cluster_size", pa.int32()),
     ]
