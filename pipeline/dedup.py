@@ -320,9 +320,8 @@ def _assign_task(*inputs: np.ndarray) -> np.ndarray:
     centre_pairs = pairs[pairs[:, 0] < pairs[:, 1]]
     if len(centre_pairs) == 0:
         return np.empty((0, 3), np.int64)
-    roots, counts = np.unique(centre_pairs[:, 0], return_counts=True)
-    size = dict(zip(roots.tolist(), (counts + 1).tolist(), strict=True))
-    sizes = np.array([size[r] for r in centre_pairs[:, 0].tolist()], np.int64)
+    roots, inverse, counts = np.unique(centre_pairs[:, 0], return_inverse=True, return_counts=True)
+    sizes = (counts + 1)[inverse.reshape(-1)].astype(np.int64)
     rows = np.concatenate(
         [
             np.stack([centre_pairs[:, 1], centre_pairs[:, 0], sizes], axis=1),

@@ -126,6 +126,45 @@ def _load_npy(fs, path: str) -> np.ndarray:
         return np.load(io.BytesIO(fh.read()), allow_pickle=False)
 
 
+def _load_npy_rows(fs, path: str, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of a C-order ``.npy`` file, read with one ranged read (on object
+    storage: a range request) instead of the whole file."""
+    fmt = np.lib.format
+    with fs.open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-order array")
+        row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        fh.seek(fh.tell() + lo * row)
+        buf = fh.read((hi - lo) * row)
+    return np.frombuffer(buf, dtype).reshape((hi - lo, *shape[1:]))
+
+
+def _save_by_shard(fs, path: str, arr: np.ndarray, n_shards: int) -> None:
+    """``arr`` (sorted by node = ``shard << 32 | row``, in its first column when 2-D) and, in
+    ``<path>.idx.npy``, the offset of each shard's first row: a write task then reads its own
+    rows only (:func:`_shard_rows`), not every partition whole."""
+    keys = arr[:, 0] if arr.ndim == 2 else arr
+    bounds = np.arange(n_shards + 1, dtype=np.int64) << np.int64(32)
+    _save_npy(fs, path, arr)
+    _save_npy(fs, f"{path[: -len('.npy')]}.idx.npy", np.searchsorted(keys, bounds))
+
+
+def _shard_rows(fs, path: str, index: int, empty: np.ndarray) -> np.ndarray:
+    """Shard ``index``'s rows of a file saved by :func:`_save_by_shard` (``empty`` when the
+    file does not exist: a partition without rows)."""
+    idx = f"{path[: -len('.npy')]}.idx.npy"
+    if not fs.exists(idx):
+        if fs.exists(path):  # written by a version without offsets: its rows would be missed
+            raise RuntimeError(f"{path}: no shard offsets ({idx}); rerun with --overwrite")
+        return empty
+    offsets = _load_npy(fs, idx)
+    lo, hi = int(offsets[index]), int(offsets[index + 1])
+    return _load_npy_rows(fs, path, lo, hi) if hi > lo else empty
+
+
 # --------------------------------------------------------------------------------------
 # Planning
 
@@ -364,7 +403,7 @@ def _errors_from_json(d: Mapping[str, Any], into: ReadErrors) -> None:
 # Phase 2: dedup
 
 
-def _bucket_task(root_url: str, p: int, parts: int):
+def _bucket_task(root_url: str, p: int, parts: int, n_shards: int):
     """Partition ``p``: band/exact keys -> star edges (shuffled by node) and exact duplicates."""
     from pipeline.dedup import bucket_edges, split_by_partition
 
@@ -383,32 +422,34 @@ def _bucket_task(root_url: str, p: int, parts: int):
         edges_all.append(edges)
         if kind == "exact":
             exact_dups = members
-    _save_npy(fs, f"{root}/{WORK}/dedup/exact-{p:04d}.npy", np.sort(exact_dups))
+    _save_by_shard(fs, f"{root}/{WORK}/dedup/exact-{p:04d}.npy", np.sort(exact_dups), n_shards)
     edges = np.concatenate(edges_all) if edges_all else np.empty((0, 2), np.int64)
     edges = edges[edges[:, 0] != edges[:, 1]]
     both = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0) if len(edges) else edges
     return (*split_by_partition(both, parts), len(edges))
 
 
-def _save_clusters_task(root_url: str, p: int, rows: np.ndarray) -> int:
+def _save_clusters_task(root_url: str, p: int, n_shards: int, rows: np.ndarray) -> int:
     fs, root = _fs(root_url)
-    _save_npy(fs, f"{root}/{WORK}/dedup/clusters-{p:04d}.npy", rows)
+    _save_by_shard(fs, f"{root}/{WORK}/dedup/clusters-{p:04d}.npy", rows, n_shards)
     return len(rows)
 
 
-def run_dedup(root_url: str, parts: int) -> dict[str, Any]:
+def run_dedup(root_url: str, parts: int, n_shards: int) -> dict[str, Any]:
     import ray
 
     from pipeline.dedup import components_ray
 
     t0 = time.perf_counter()
     bucket = ray.remote(_bucket_task).options(num_returns=parts + 1)
-    outs = [bucket.remote(root_url, p, parts) for p in range(parts)]
+    outs = [bucket.remote(root_url, p, parts, n_shards) for p in range(parts)]
     n_edges = sum(ray.get([o[parts] for o in outs]))
     edge_parts = [o[:parts] for o in outs]
     assign_refs = components_ray(edge_parts, parts)
     save = ray.remote(_save_clusters_task)
-    n_nodes = sum(ray.get([save.remote(root_url, p, r) for p, r in enumerate(assign_refs)]))
+    n_nodes = sum(
+        ray.get([save.remote(root_url, p, n_shards, r) for p, r in enumerate(assign_refs)])
+    )
     return {
         "edges": int(n_edges),
         "nodes_in_clusters": int(n_nodes),
@@ -421,21 +462,13 @@ def run_dedup(root_url: str, parts: int) -> dict[str, Any]:
 
 
 def _cluster_rows(fs, root: str, parts: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = np.int64(index) << np.int64(32), np.int64(index + 1) << np.int64(32)
-    rows, exact = [], []
-    for p in range(parts):
-        c = f"{root}/{WORK}/dedup/clusters-{p:04d}.npy"
-        if fs.exists(c):
-            a = _load_npy(fs, c)
-            i, j = np.searchsorted(a[:, 0], [lo, hi]) if len(a) else (0, 0)
-            rows.append(a[i:j])
-        e = f"{root}/{WORK}/dedup/exact-{p:04d}.npy"
-        if fs.exists(e):
-            a = _load_npy(fs, e)
-            i, j = np.searchsorted(a, [lo, hi])
-            exact.append(a[i:j])
-    r = np.concatenate(rows) if rows else np.empty((0, 3), np.int64)
-    x = np.concatenate(exact) if exact else np.empty(0, np.int64)
+    """Shard ``index``'s cluster rows (node, root, size) and exact duplicates, read from each
+    dedup partition's slice for the shard."""
+    folder = f"{root}/{WORK}/dedup"
+    no_rows, no_dups = np.empty((0, 3), np.int64), np.empty(0, np.int64)
+    rows = [_shard_rows(fs, f"{folder}/clusters-{p:04d}.npy", index, no_rows) for p in range(parts)]
+    exact = [_shard_rows(fs, f"{folder}/exact-{p:04d}.npy", index, no_dups) for p in range(parts)]
+    r, x = np.concatenate(rows), np.concatenate(exact)
     return r[np.argsort(r[:, 0], kind="stable")], np.sort(x)
 
 
@@ -653,7 +686,7 @@ def run_pipeline(
             dedup_info = _read_json(fs, mark)
         else:
             say("dedup: connected components on Ray")
-            dedup_info = run_dedup(root_url, int(ex["dedup_partitions"]))
+            dedup_info = run_dedup(root_url, int(ex["dedup_partitions"]), len(shards))
             _write_json(fs, mark, dedup_info)
 
     # phase 3
