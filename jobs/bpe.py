@@ -17,7 +17,9 @@ The config (YAML)::
 
 ``count`` writes ``OUT/counts/`` (part-*.parquet, counts.json); ``train`` writes
 ``OUT/tokenizer.json``, ``OUT/counts/`` (when it counted) and ``OUT/train_report.json``.
-Prints a one-line JSON summary; exits 2 on a configuration or input error.
+Progress is logged (stderr): the Ray cluster, each counted shard, the training's start and
+end, each output written. Prints a one-line JSON summary; exits 2 on a configuration or input
+error. ``train`` from ``counts`` needs no Ray (the training runs in this process).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import sys
 from typing import Any
 
 __all__ = ["main"]
+
+logger = logging.getLogger("mixtrace.bpe")
 
 _KEYS = {
     "shards",
@@ -59,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from pipeline.bpe.count import BPEInputError, CountTable, count_shards
-    from pipeline.bpe.train import train_from_shards, train_from_table
+    from jobs.config import connect_ray
+    from pipeline.bpe.count import BPEInputError, CountTable, count_shards, list_shards
+    from pipeline.bpe.train import run_training, train_from_shards, write_tokenizer
 
     try:
         cfg = _load(args.config)
@@ -72,31 +77,33 @@ def main(argv: list[str] | None = None) -> int:
             "min_count": int(cfg.get("min_count", 1)),
             "address": args.address,
         }
+        vocab = cfg.get("vocab_size")
+        if args.command == "train" and not isinstance(vocab, int):
+            raise BPEInputError(f"{args.config}: 'vocab_size' (an integer) is required")
         if args.command == "count" or not cfg.get("counts"):
             if not cfg.get("shards"):
                 raise BPEInputError(f"{args.config}: 'shards' is required")
+            list_shards(cfg["shards"])  # a bad shard spec fails before Ray starts
+            connect_ray(args.address, error=BPEInputError)
         if args.command == "count":
             table = count_shards(cfg["shards"], cfg.get("pretokenizer", "gpt2"), **common)
             table.write(f"{out}/counts")
+            logger.info("wrote the count table to %s/counts", out)
             summary = {"counts": f"{out}/counts", "words": table.num_words, **table.stats}
         else:
-            vocab = cfg.get("vocab_size")
-            if not isinstance(vocab, int):
-                raise BPEInputError(f"{args.config}: 'vocab_size' (an integer) is required")
             if cfg.get("counts"):
-                import fsspec
-
                 table = CountTable.read(str(cfg["counts"]))
-                tok, rep = train_from_table(
+                logger.info(
+                    "read the count table %s: %d words (%s)",
+                    cfg["counts"],
+                    table.num_words,
+                    table.pretokenizer,
+                )
+                tok, rep = run_training(
                     table, vocab, min_frequency=int(cfg.get("min_frequency", 0))
                 )
-                fs, root = fsspec.core.url_to_fs(out)
-                fs.makedirs(root, exist_ok=True)
-                with fs.open(f"{root}/tokenizer.json", "w") as fh:
-                    fh.write(tok)
                 report = {"counting": table.stats, "training": rep}
-                with fs.open(f"{root}/train_report.json", "w") as fh:
-                    json.dump(report, fh, indent=2, ensure_ascii=False)
+                write_tokenizer(out, tok, report)
             else:
                 res = train_from_shards(
                     cfg["shards"],

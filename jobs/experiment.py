@@ -16,8 +16,9 @@ The config (YAML) names the categories, the output folder (fsspec URL) and any f
     bootstrap: 20
     weights: {en: 0.5, ko: 0.3, ja: 0.2}    # fixed weights instead of draws (optional)
 
-Trials run as Ray tasks; each finished trial is logged. Prints a one-line JSON summary (median
-log10 MSE per method); exits 2 on a configuration or input error.
+Trials run as Ray tasks; the cluster, each finished trial and the outputs written are logged.
+Prints a one-line JSON summary (median log10 MSE per method); exits 2 on a configuration or
+input error.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from forensics.infer import ForensicsError, resolve_categories
     from jobs.cli import Setting, _pool
+    from jobs.config import connect_ray
 
     try:
         raw, cfg = _config(args.config)
@@ -91,8 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             scores = {m: round(v, 2) for m, v in rec["log10_mse"].items()}
             logger.info("trial %d done: log10 MSE %s", rec["trial"], scores)
 
+        connect_ray(args.address, error=ExperimentError)
+        logger.info(
+            "running %d trial(s) of %s categories each from %d (setting %s)",
+            cfg.trials,
+            cfg.n,
+            len(pool),
+            setting.value,
+        )
         records = run_experiment(cfg, pool, address=args.address, on_trial=on_trial)
         paths = write_results(records, str(raw["out"]))
+        logger.info("wrote %s", ", ".join(paths.values()))
     except (ExperimentError, ForensicsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

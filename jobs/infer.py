@@ -22,7 +22,10 @@ Relative paths in the config are taken as they are (relative to the working dire
 
     ray job submit --working-dir . -- python -m jobs.infer config.yaml
 
-Progress goes to ``logging``; exit code 0 on success, 2 for bad input or a failed solve.
+The outputs (``json``, ``plot``) are local paths or fsspec URLs (``s3://``, ``file://``,
+``memory://``: the driver writes them). Progress goes to ``logging`` (the Ray cluster, each
+counted shard, each LP round, the estimate, each output written); exit code 0 on success, 2
+for bad input or a failed solve.
 """
 
 from __future__ import annotations
@@ -146,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from jobs.config import connect_ray
+
     try:
-        run(load_config(args.config), address=args.address)
+        cfg = load_config(args.config)
+        connect_ray(args.address, error=ForensicsError)
+        run(cfg, address=args.address)
     except ForensicsError as e:
         logger.error("%s", e)
         return 2

@@ -5,7 +5,11 @@
 
 Inside ``ray job submit`` the driver finds the cluster through ``RAY_ADDRESS`` (set by Ray);
 locally, without an address, a local Ray is started (:func:`forensics.raytools.ensure_ray`).
-Prints the report's headline and exits 0; 2 on a configuration/input error.
+The config is a local path or an fsspec URL; the output folder (``output``, ``--output``) a
+local path or an fsspec URL that every node can write (``file://`` on shared storage, ``s3://``).
+The cluster connected to is logged (stderr); the pipeline's progress (each phase, the end) is
+printed before the report's headline (stdout; the headline, one JSON line, comes last).
+Exits 0, or 2 on a configuration/input error.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ import logging
 import sys
 
 __all__ = ["main"]
+
+
+def _say(msg: str) -> None:
+    """The pipeline's progress: on stdout (flushed, so that it interleaves with the logs of
+    ``ray job logs`` in order), the headline JSON staying the last line."""
+    print(msg, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    from jobs.config import connect_ray, read_yaml_mapping
     from pipeline.config import ConfigError, load_config
     from pipeline.executor import run_pipeline
 
@@ -36,8 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         over = {"output": args.output}
         if args.address:
             over["executor"] = {"address": args.address}
-        cfg = load_config(args.config, **over)
-        report = run_pipeline(cfg, overwrite=args.overwrite, progress=print)
+        source = args.config
+        if "://" in source:  # a URL (s3://, gs://, file://, ...): read through fsspec
+            source = read_yaml_mapping(source, error=ConfigError)
+        cfg = load_config(source, **over)
+        ex = cfg["executor"]
+        connect_ray(ex.get("address"), error=ConfigError, num_cpus=ex.get("num_cpus"))
+        report = run_pipeline(cfg, overwrite=args.overwrite, progress=_say)
     except (ConfigError, FileNotFoundError) as exc:
         if isinstance(exc, FileNotFoundError) and not exc.filename:  # no file named: where?
             import traceback

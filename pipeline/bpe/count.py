@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "PretokenCounter",
     "count_shards",
     "list_shards",
+    "log_progress",
     "parse_mix",
 ]
 
@@ -365,7 +366,8 @@ def count_shard(
     partitions: int = 1,
 ) -> tuple[list[pa.Table], dict[str, Any]]:
     """Count one shard: ``partitions`` tables split by a hash of the word, and its stats
-    (documents and bytes used, per mixture key)."""
+    (documents and bytes used, per mixture key; the seconds it took)."""
+    t0 = time.perf_counter()
     column = mixture.column if mixture else None
     cols = _shard_columns(url, text_field, column)
     counts: Counter[str] = Counter()
@@ -387,7 +389,13 @@ def count_shard(
                 used_bytes[k] += len(t.encode("utf-8"))
                 used_docs[k] += 1
     parts = _count_tables(counts, max(1, partitions))
-    return parts, {"file": url, "bytes": dict(used_bytes), "documents": dict(used_docs)}
+    stats = {
+        "file": url,
+        "bytes": dict(used_bytes),
+        "documents": dict(used_docs),
+        "seconds": time.perf_counter() - t0,
+    }
+    return parts, stats
 
 
 def reduce_counts(tables: Sequence[pa.Table], min_count: int = 1) -> pa.Table:
@@ -538,13 +546,20 @@ def count_shards(
     address: str | None = None,
     use_ray: bool = True,
     counter: PretokenCounter | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> CountTable:
     """Count the pretokens of Parquet ``shards`` (a folder, glob or list), optionally sampled
     to the byte mixture ``mix`` over ``mix_column``; see the module docstring.
 
     ``counter``: a ready :class:`PretokenCounter` (e.g. an existing tokenizer's split) instead
-    of ``pretokenizer``. ``use_ray=False`` runs the same tasks in this process (tests)."""
+    of ``pretokenizer``. ``use_ray=False`` runs the same tasks in this process (tests).
+
+    ``progress`` receives one dict per counted shard, as each finishes (:func:`log_progress`,
+    the default, logs it): ``done`` and ``total`` shards, the shard's ``file``, its ``index``
+    in the sorted shard list, the text ``bytes`` and ``documents`` it gave, the ``seconds``
+    its task took and the ``elapsed`` seconds of the counting phase."""
     t0 = time.perf_counter()
+    progress = progress or log_progress
     counter = counter or PretokenCounter(pretokenizer)
     pretokenizer = counter.name
     files = list_shards(shards)
@@ -559,6 +574,14 @@ def count_shards(
 
         if partitions is None:
             nparts = max(1, min(len(files), int(ray.cluster_resources().get("CPU", 1))))
+    logger.info(
+        "counting %d shard(s) (pretokenizer %s, %d partition(s)%s%s)",
+        len(files),
+        pretokenizer,
+        nparts,
+        f", mixture {weights} over {mix_column!r}" if weights else "",
+        ", on Ray" if use_ray else ", in this process",
+    )
 
     timings: dict[str, float] = {}
     if mixture is not None:
@@ -576,8 +599,34 @@ def count_shards(
                 hist[k] = hist.get(k, 0) + h
         mixture.plan(hist)
         timings["plan"] = time.perf_counter() - t
+        logger.info(
+            "planned the mixture from %d shard(s) in %.1f s: keep buckets %s",
+            len(files),
+            timings["plan"],
+            {k: f"{v}/{BUCKETS}" for k, v in mixture.thresholds.items()},
+        )
 
     t = time.perf_counter()
+    shard_stats: list[dict[str, Any]] = [{} for _ in files]
+    done = 0
+
+    def finished(i: int, st: dict[str, Any]) -> None:
+        nonlocal done
+        shard_stats[i] = st
+        done += 1
+        progress(
+            {
+                "done": done,
+                "total": len(files),
+                "index": i,
+                "file": st["file"],
+                "bytes": sum(st["bytes"].values()),
+                "documents": sum(st["documents"].values()),
+                "seconds": st.get("seconds", 0.0),
+                "elapsed": time.perf_counter() - t,
+            }
+        )
+
     if use_ray:
         import ray
 
@@ -585,16 +634,35 @@ def count_shards(
         outs = [count_remote.remote(f, counter, text_field, mixture, nparts) for f in files]
         reduce_remote = ray.remote(**REDUCE_TASK_OPTIONS)(_reduce_task)
         part_refs = [reduce_remote.remote(min_count, *[o[p] for o in outs]) for p in range(nparts)]
-        shard_stats = ray.get([o[nparts] for o in outs])
+        # a task's returns are ready together: its stats tell that the shard is counted
+        index = {o[nparts]: i for i, o in enumerate(outs)}
+        pending = list(index)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            if pending:  # and whatever else finished meanwhile, without waiting
+                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                ready += more
+            for ref, st in zip(ready, ray.get(ready), strict=True):
+                finished(index[ref], st)
+        t_reduce = time.perf_counter()
         parts = [_from_ipc(b) for b in ray.get(part_refs)]
     else:
-        results = [
-            count_shard(f, counter, text_field=text_field, mixture=mixture, partitions=nparts)
-            for f in files
-        ]
-        shard_stats = [r[1] for r in results]
+        results = []
+        for i, f in enumerate(files):
+            results.append(
+                count_shard(f, counter, text_field=text_field, mixture=mixture, partitions=nparts)
+            )
+            finished(i, results[-1][1])
+        t_reduce = time.perf_counter()
         parts = [reduce_counts([r[0][p] for r in results], min_count) for p in range(nparts)]
     timings["count"] = time.perf_counter() - t
+    logger.info(
+        "reduced %d partition(s) to %d words in %.1f s (counting took %.1f s)",
+        nparts,
+        sum(p.num_rows for p in parts),
+        time.perf_counter() - t_reduce,
+        timings["count"],
+    )
 
     used_bytes: Counter[str] = Counter()
     used_docs: Counter[str] = Counter()
@@ -621,6 +689,19 @@ def count_shards(
     table = CountTable(parts, pretokenizer, stats)
     stats["words"] = table.num_words
     return table
+
+
+def log_progress(info: Mapping[str, Any]) -> None:
+    """The default ``progress`` of :func:`count_shards`: one log line per counted shard."""
+    logger.info(
+        "counted shard %d/%d (%.2f MB of text, %d documents, %.1f s): %s",
+        info["done"],
+        info["total"],
+        info["bytes"] / 1e6,
+        info["documents"],
+        info["seconds"],
+        info["file"],
+    )
 
 
 #: the reduce tasks' Ray options: a runtime env of their own gives them worker processes apart

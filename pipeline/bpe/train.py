@@ -11,15 +11,25 @@ Output folder::
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .count import BPEInputError, CountTable, count_shards
 from .trainer import BPETrainingError, to_tokenizer, train_from_code_points
 
-__all__ = ["TRAIN_TASK_OPTIONS", "TrainResult", "train_from_shards", "train_from_table"]
+__all__ = [
+    "TRAIN_TASK_OPTIONS",
+    "TrainResult",
+    "run_training",
+    "train_from_shards",
+    "train_from_table",
+    "write_tokenizer",
+]
+
+logger = logging.getLogger(__name__)
 
 #: the training task's Ray options. A runtime env of its own gives it a fresh worker process
 #: (Ray reuses workers only within one runtime env), not one that kept the counting tasks'
@@ -75,6 +85,55 @@ def train_from_table(
     return tok.to_str(), report
 
 
+def run_training(
+    table: CountTable, vocab_size: int, *, min_frequency: int = 0, use_ray: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """:func:`train_from_table`, logged (start, merges, seconds, any warning); ``use_ray``: in
+    a Ray task of its own (:data:`TRAIN_TASK_OPTIONS`), so that the driver never holds the
+    trainer's arrays."""
+    t = time.perf_counter()
+    logger.info(
+        "training a byte-level BPE of %d tokens from %d words (%s)",
+        vocab_size,
+        table.num_words,
+        "in a Ray task" if use_ray else "in this process",
+    )
+    if use_ray:
+        import ray
+
+        task = ray.remote(**TRAIN_TASK_OPTIONS)(train_from_table)
+        tok_json, report = ray.get(task.remote(table, vocab_size, min_frequency=min_frequency))
+    else:
+        tok_json, report = train_from_table(table, vocab_size, min_frequency=min_frequency)
+    logger.info(
+        "trained %d merges (vocab %d, %s engine) in %.1f s",
+        report["merges"],
+        report["vocab_size"],
+        report.get("trainer_engine"),
+        time.perf_counter() - t,
+    )
+    if report.get("warning"):
+        logger.warning("%s", report["warning"])
+    return tok_json, report
+
+
+def write_tokenizer(out: str, tokenizer_json: str, report: Mapping[str, Any]) -> list[str]:
+    """``OUT/tokenizer.json`` and ``OUT/train_report.json`` (``out``: a folder, any fsspec
+    URL); returns their URLs."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(out)
+    fs.makedirs(root, exist_ok=True)
+    base = out.rstrip("/")
+    with fs.open(f"{root}/tokenizer.json", "w") as fh:
+        fh.write(tokenizer_json)
+    with fs.open(f"{root}/train_report.json", "w") as fh:
+        json.dump(report, fh, indent=2, ensure_ascii=False)
+    paths = [f"{base}/tokenizer.json", f"{base}/train_report.json"]
+    logger.info("wrote %s", ", ".join(paths))
+    return paths
+
+
 def train_from_shards(
     shards: str | Sequence[str],
     vocab_size: int,
@@ -88,9 +147,11 @@ def train_from_shards(
     out: str | None = None,
     address: str | None = None,
     use_ray: bool = True,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Count ``shards`` (see :func:`~pipeline.bpe.count.count_shards`) and train a byte-level
-    BPE of ``vocab_size`` tokens (the 256 bytes included); write ``out`` when given."""
+    """Count ``shards`` (see :func:`~pipeline.bpe.count.count_shards`; ``progress`` gets one
+    dict per counted shard) and train a byte-level BPE of ``vocab_size`` tokens (the 256
+    bytes included); write ``out`` when given. Each stage is logged."""
     if vocab_size <= 256:
         raise BPEInputError(f"vocab size {vocab_size} is not above the byte alphabet (256 symbols)")
     table = count_shards(
@@ -102,25 +163,16 @@ def train_from_shards(
         min_count=min_count,
         address=address,
         use_ray=use_ray,
+        progress=progress,
     )
-    if use_ray:  # a worker trains: the driver never holds the trainer's arrays
-        import ray
-
-        task = ray.remote(**TRAIN_TASK_OPTIONS)(train_from_table)
-        tok_json, train_report = ray.get(
-            task.remote(table, vocab_size, min_frequency=min_frequency)
-        )
-    else:
-        tok_json, train_report = train_from_table(table, vocab_size, min_frequency=min_frequency)
+    # on Ray, a worker trains: the driver never holds the trainer's arrays
+    tok_json, train_report = run_training(
+        table, vocab_size, min_frequency=min_frequency, use_ray=use_ray
+    )
     report = {"pretokenizer": pretokenizer, "counting": table.stats, "training": train_report}
     if out:
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(out)
-        fs.makedirs(root, exist_ok=True)
-        table.write(f"{out.rstrip('/')}/counts")
-        with fs.open(f"{root}/tokenizer.json", "w") as fh:
-            fh.write(tok_json)
-        with fs.open(f"{root}/train_report.json", "w") as fh:
-            json.dump(report, fh, indent=2, ensure_ascii=False)
+        counts = f"{out.rstrip('/')}/counts"
+        table.write(counts)
+        logger.info("wrote the count table to %s", counts)
+        write_tokenizer(out, tok_json, report)
     return TrainResult(tok_json, table, report)
