@@ -9,7 +9,9 @@ that cluster:
 1. the corpus pipeline on eight sample files, undisturbed;
 2. the same pipeline into another folder, with one worker node removed (its raylet and
    workers killed) as soon as two shards are done; a fresh worker node joins afterwards, as an
-   autoscaler would replace it;
+   autoscaler would replace it; and again into a third folder, the node killed when the
+   dedup phase has finished and the write tasks start (a phase whose tasks read the dedup
+   tables and write the final files);
 3. BPE pretoken counting of 16 shards (~12 MB), undisturbed, then again with a worker node killed
    as soon as count tasks run on both worker nodes (a fixed delay missed fast runs);
 4. ``infer_mixture`` of a small tokenizer over three categories.
@@ -114,7 +116,18 @@ def main() -> None:
         killer.join()
     workers[0] = cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)  # replaced
     cluster.wait_for_nodes()
-    for name in ("ref", "killed"):
+    # 2b. a worker node dies as the write phase starts
+    dedup_done = work / "killed_write" / "_work" / "dedup.json"
+    done = threading.Event()
+    killer = _kill_later(cluster, workers[1], dedup_done.is_file, done, log, "pipeline_write")
+    try:
+        run_pipeline(cfg(work / "killed_write"))
+    finally:
+        done.set()
+        killer.join()
+    workers[1] = cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    cluster.wait_for_nodes()
+    for name in ("ref", "killed", "killed_write"):
         out[f"manifest_{name}"] = json.loads((work / name / "manifest.json").read_text())
         out[f"report_{name}"] = {
             k: json.loads((work / name / "report.json").read_text())[k]

@@ -2,7 +2,8 @@
 (``ray.cluster_utils.Cluster``, each node its own raylet and object store), run by
 ``tests/cluster_job.py`` in a subprocess so that the test session's own Ray is untouched.
 
-A worker node is killed in the middle of a pipeline job and of a counting job: both complete
+A worker node is killed in the middle of a pipeline job (in its clean phase, and as its write
+phase starts) and of a counting job: each completes
 (Ray retries the lost tasks on the surviving node) with output identical to undisturbed runs;
 inference across the nodes gives the same estimate as on the session's single-node Ray."""
 
@@ -38,14 +39,17 @@ def cluster_run(tmp_path_factory):
 
 def test_three_nodes_and_the_kills_happened_mid_job(cluster_run):
     assert cluster_run["nodes_alive_at_start"] == 3
-    for job in ("pipeline", "count"):
+    for job in ("pipeline", "pipeline_write", "count"):
         assert cluster_run["kills"][job] == {"killed": True, "job_running": True}, job
 
 
 def test_pipeline_survives_a_dead_node_with_identical_output(cluster_run):
-    ref, killed = cluster_run["manifest_ref"], cluster_run["manifest_killed"]
-    assert ref["rows"] > 0 and ref["files"] == killed["files"]  # names, rows, bytes, sha256
-    assert cluster_run["report_ref"] == cluster_run["report_killed"]
+    ref = cluster_run["manifest_ref"]
+    assert ref["rows"] > 0
+    for name in ("killed", "killed_write"):
+        killed = cluster_run[f"manifest_{name}"]
+        assert ref["files"] == killed["files"], name  # names, rows, bytes, sha256
+        assert cluster_run["report_ref"] == cluster_run[f"report_{name}"], name
 
 
 def test_counting_survives_a_dead_node_with_identical_counts(cluster_run):
