@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from jobs.config import connect_ray, read_yaml_mapping
+    from jobs.config import connect_ray
     from pipeline.config import ConfigError, load_config
     from pipeline.executor import run_pipeline
 
@@ -47,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         over = {"output": args.output}
         if args.address:
             over["executor"] = {"address": args.address}
-        source = args.config
-        if "://" in source:  # a URL (s3://, gs://, file://, ...): read through fsspec
-            source = read_yaml_mapping(source, error=ConfigError)
-        cfg = load_config(source, **over)
+        cfg = load_config(args.config, **over)  # a local path or an fsspec URL
         ex = cfg["executor"]
         connect_ray(ex.get("address"), error=ConfigError, num_cpus=ex.get("num_cpus"))
         report = run_pipeline(cfg, overwrite=args.overwrite, progress=_say)

@@ -12,7 +12,6 @@ line naming the culprit and exit with code 2.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -91,9 +90,7 @@ def run(
             overrides["executor"] = executor
         if partition_by_lang:
             overrides["writer"] = {"partition_by_lang": True}
-        if config is not None and not Path(config).is_file():
-            raise ConfigError(f"config file not found: {config!r}")
-        cfg = load_config(config, **overrides)
+        cfg = load_config(config, **overrides)  # a local path or an fsspec URL
         if not cfg["inputs"]:
             raise ConfigError("no inputs: give input paths or a config with 'inputs'")
         report = run_pipeline(cfg, overwrite=overwrite, progress=lambda m: out.print(escape(m)))

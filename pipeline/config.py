@@ -86,14 +86,19 @@ def _normalise_inputs(inputs: Any) -> list[dict[str, Any]]:
 def load_config(
     config: str | Path | Mapping[str, Any] | None = None, **overrides: Any
 ) -> dict[str, Any]:
-    """Defaults <- ``config`` (a YAML path or a mapping) <- ``overrides`` (top-level keys whose
-    value is not None, e.g. ``inputs=[...]``, ``output=...``)."""
+    """Defaults <- ``config`` (a YAML file: local path or fsspec URL; or a mapping) <-
+    ``overrides`` (top-level keys whose value is not None, e.g. ``inputs=[...]``,
+    ``output=...``)."""
     cfg = _defaults()
     if config is not None:
         if isinstance(config, str | Path):
             try:
-                with open(config, encoding="utf-8") as fh:
+                import fsspec
+
+                with fsspec.open(str(config), "r", encoding="utf-8") as fh:
                     user = yaml.safe_load(fh) or {}
+            except FileNotFoundError:
+                raise ConfigError(f"config file not found: {str(config)!r}") from None
             except OSError as exc:
                 raise ConfigError(f"cannot read config {str(config)!r}: {exc}") from exc
             except yaml.YAMLError as exc:

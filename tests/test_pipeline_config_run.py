@@ -65,8 +65,12 @@ writer:
 """,
         encoding="utf-8",
     )
-    res = CliRunner().invoke(pipeline_app, ["run", str(config)])
+    res = CliRunner().invoke(pipeline_app, ["run", f"file://{config}"])  # the config as a URL
     assert res.exit_code == 0, res.output
+    n_files = 5
+    for phase in ("clean", "write"):  # a progress line per finished shard
+        assert sum(f"{phase}: shard " in ln for ln in res.output.splitlines()) == n_files
+        assert f"{phase}: shard {n_files}/{n_files} done" in res.output
     report = json.loads((out / "report.json").read_text())
     n_fr = len(paragraphs)
     assert report["input_documents"] == len(ko) + len(en) + len(de) + n_fr
