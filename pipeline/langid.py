@@ -1,20 +1,21 @@
 """Offline language identification (py3langid) plus a Hangul-share script signal.
 
 Why py3langid: its model (langid.py's 97-language naive Bayes over byte n-grams) ships inside
-the pip package (4.6 MB wheel, BSD), loads in 0.6 s and needs only numpy. Measured on
-``../shared/corpus`` (first 2,000 characters of up to 400 documents per language, one core):
+the pip package (4.6 MB wheel, BSD), loads in under a second and needs only numpy. Measured on
+``../shared/corpus`` (first 2,000 characters of up to 400 documents per language, one core;
+``python bench/bench_langid.py``, which also prints the accuracy by prefix length):
 
 ==========  ====  ====  ====  ====  ====  =====  =====  ====  =========  =======
 library      ko    en    ja    zh    de    fr     es     ru    MB/s/core  load
 ==========  ====  ====  ====  ====  ====  =====  =====  ====  =========  =======
-py3langid   1.00  1.00  1.00  1.00  1.00  0.993  0.777  1.00  3.33       0.6 s
-lingua 2.1  1.00  1.00  1.00  1.00  1.00  0.980  0.877  1.00  0.55       19 s
+py3langid   1.00  1.00  1.00  1.00  1.00  0.993  0.777  1.00  3.81       0.4 s
+lingua 2.1  1.00  1.00  1.00  1.00  1.00  0.980  0.877  1.00  0.88       4.5 s
 ==========  ====  ====  ====  ====  ====  =====  =====  ====  =========  =======
 
 (the "wrong" es/fr answers of both are mostly untranslated English help pages: both libraries
-call them English with probability > 0.99). lingua is 6x slower on Latin-script text, takes
-19 s and ~1 GB to load its models in every worker and weighs 96 MB; fastText models
-(GlotLID, lid.176) cannot be downloaded here.
+call them English with probability > 0.99). lingua is 4x slower on this text, takes ~1 GB
+for its models in every worker (4.5 s to load warm, 19 s cold) and weighs 96 MB; fastText
+models (GlotLID, lid.176) cannot be downloaded here.
 
 The step classifies a batch at once (:class:`BatchClassifier`: py3langid's automaton advanced
 for all documents together in numpy; py3langid's labels) on the first ``max_chars`` characters
