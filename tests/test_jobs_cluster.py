@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_multinode_submit import stop_group_quickly
-from test_pipeline_raysubmit import _free_ports, _ray_cli, _tail
+from test_bpe_cli import _shards
+from test_pipeline_raysubmit import _free_ports, _ray_cli, _tail, assert_group_gone, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -103,13 +102,9 @@ def cluster():
                 time.sleep(0.5)
         yield Cluster(gcs, nodes, env, tmp)
     finally:
-        stop_group_quickly(proc)
+        stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        os.killpg(proc.pid, 0)
-        raise AssertionError("processes of the test cluster are still running")
-    except ProcessLookupError:
-        pass
+    assert_group_gone(proc)
 
 
 def _run_job(cluster: Cluster, module: str, *args: str) -> tuple[str, str]:
@@ -144,21 +139,6 @@ def _run_job(cluster: Cluster, module: str, *args: str) -> tuple[str, str]:
 def _read(url: str, mode: str = "rb"):
     with fsspec.open(url, mode) as fh:
         return fh.read()
-
-
-def _shards(folder: Path, cats=("en", "ko", "de", "code-python"), per_cat: int = 30) -> Path:
-    """One small Parquet shard per category, with the pipeline's columns."""
-    folder.mkdir(parents=True)
-    for k, cat in enumerate(cats):
-        rows = []
-        with gzip.open(SAMPLE / f"{cat}.jsonl.gz", "rt", encoding="utf-8") as fh:
-            for line in fh:
-                d = json.loads(line)
-                rows.append({"id": d["id"], "text": d["text"], "lang": cat, "source": cat})
-                if len(rows) >= per_cat:
-                    break
-        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{k:05d}.parquet")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from test_pipeline_raysubmit import (
     _wait_http,
     _wait_job,
     _worker_cmd,
+    assert_group_gone,
+    stop_group,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,26 +41,6 @@ def _alive(address: str) -> int:
     with urllib.request.urlopen(f"{address}/nodes?view=summary", timeout=5) as r:
         summary = json.loads(r.read())["data"]["summary"]
     return sum(n.get("raylet", {}).get("state") == "ALIVE" for n in summary)
-
-
-def stop_group_quickly(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """SIGTERM to the process group of a ``ray start`` (only what it spawned), SIGKILL after
-    ``grace`` seconds; returns when the whole group is gone. A ``ray start --block`` given
-    SIGTERM drains its node for up to 30 s before it stops its processes, even when idle."""
-    pgid = proc.pid  # start_new_session=True: the group id is the leader's pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 15.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader
-            try:
-                os.killpg(pgid, 0)  # anything left in the group?
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
 
 
 @dataclass
@@ -117,14 +98,10 @@ def three_nodes(ray_session):
             yield ThreeNodes(address, env, tmp)
         finally:
             for p in reversed(procs):
-                stop_group_quickly(p)
+                stop_group(p)
             shutil.rmtree(tmp, ignore_errors=True)
     for p in procs:
-        try:
-            os.killpg(p.pid, 0)
-            raise AssertionError("processes of the test cluster are still running")
-        except ProcessLookupError:
-            pass
+        assert_group_gone(p)
     assert ray_session.get(ray_session.remote(lambda: 42).remote(), timeout=60) == 42
 
 

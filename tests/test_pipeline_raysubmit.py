@@ -105,24 +105,33 @@ def _wait_http(url: str, proc: subprocess.Popen, tmp: Path, timeout: float) -> N
         time.sleep(0.5)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM then SIGKILL to the cluster's process group (only what ``ray start`` spawned)."""
+def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM to the process group of a ``ray start`` (only what it spawned), SIGKILL after
+    ``grace`` seconds; returns when the whole group is gone. A ``ray start --block`` given
+    SIGTERM drains its node for up to 30 s before it stops its processes, even when idle."""
     pgid = proc.pid  # start_new_session=True: the group id is the leader's pid
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 15.0)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if proc.poll() is None:
-                time.sleep(0.2)
-                continue
+            proc.poll()  # reap the leader
             try:
                 os.killpg(pgid, 0)  # anything left in the group?
             except ProcessLookupError:
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
+
+
+def assert_group_gone(proc: subprocess.Popen) -> None:
+    """Nothing of the ``ray start`` process group of ``proc`` is still running."""
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return
+    raise AssertionError("processes of the test cluster are still running")
 
 
 def _worker_cmd(gcs: int, tmp: Path) -> list[str]:
@@ -242,13 +251,9 @@ def test_ray_job_submit_runs_the_pipeline(ray_session, monkeypatch):
         assert ds.dataset(out / "data").count_rows() == report["kept_documents"]
         assert (out / "_SUCCESS").exists() and not (out / "_work").exists()
     finally:
-        _stop_group(proc)
+        stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     # nothing of this cluster is left running, and the session's own Ray still works
-    try:
-        os.killpg(proc.pid, 0)
-        raise AssertionError("processes of the test cluster are still running")
-    except ProcessLookupError:
-        pass
+    assert_group_gone(proc)
     assert ray_session.is_initialized()
     assert ray_session.get(ray_session.remote(lambda: 41 + 1).remote(), timeout=60) == 42
