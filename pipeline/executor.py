@@ -70,6 +70,10 @@ __all__ = ["PipelineInterrupted", "plan_shards", "run_pipeline"]
 logger = logging.getLogger(__name__)
 
 WORK = "_work"
+#: the layout of ids, staging and dedup files; part of a run's fingerprint, so that a run
+#: begun by a version with another layout is refused instead of resumed into mixed output
+#: (2: ids keyed by file path, dedup tables with per-shard offsets)
+OUTPUT_FORMAT = 2
 
 
 class PipelineInterrupted(RuntimeError):
@@ -648,7 +652,7 @@ def run_pipeline(
     root_url = str(cfg["output"]).rstrip("/")
     fs, root = _fs(root_url)
     shards, skipped = plan_shards(cfg)
-    fp = fingerprint({**cfg, "_shards": [s["url"] for s in shards]})
+    fp = fingerprint({**cfg, "_shards": [s["url"] for s in shards], "_format": OUTPUT_FORMAT})
     if overwrite and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(f"{root}/{WORK}", exist_ok=True)
@@ -658,14 +662,16 @@ def run_pipeline(
             say(f"{root_url} is already complete (same inputs and config): nothing to do")
             return _read_json(fs, f"{root}/report.json")
         raise ConfigError(
-            f"{root_url} holds a finished run with other inputs/config; "
+            f"{root_url} holds a finished run with other inputs/config (or an older output "
+            "format); "
             "choose another output folder or overwrite"
         )
     fpath = f"{root}/{WORK}/fingerprint.json"
     if fs.exists(fpath):
         if _read_json(fs, fpath).get("fingerprint") != fp:
             raise ConfigError(
-                f"{root_url} holds an unfinished run with other inputs/config; "
+                f"{root_url} holds an unfinished run with other inputs/config (or an older "
+                "output format); "
                 "choose another output folder or overwrite"
             )
     else:

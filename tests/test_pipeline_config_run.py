@@ -94,3 +94,23 @@ writer:
     assert (out / "data" / "ko").is_dir()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rows"] == kept.height
+
+
+def test_a_run_begun_with_another_output_format_is_not_resumed(ray_session, tmp_path, monkeypatch):
+    """A partial run of a version with another id/dedup layout is refused, not mixed in."""
+    import pytest
+
+    from pipeline import executor
+    from pipeline.config import ConfigError, load_config
+
+    cfg = load_config(
+        inputs=[str(SAMPLE / "en.jsonl.gz"), str(SAMPLE / "de.jsonl.gz")], output=str(tmp_path)
+    )
+    monkeypatch.setattr(executor, "OUTPUT_FORMAT", executor.OUTPUT_FORMAT - 1)
+    with pytest.raises(executor.PipelineInterrupted):
+        executor.run_pipeline(cfg, stop_after_shards=1)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="older output format"):
+        executor.run_pipeline(cfg)
+    report = executor.run_pipeline(cfg, overwrite=True)
+    assert report["accounted"] and report["input_documents"] > 0
