@@ -105,11 +105,12 @@ def run_size(gb: float, n_files: int, keep: bool) -> dict[str, float]:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         t = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.pipeline", str(cfg)],
-            cwd=ROOT, env=env, start_new_session=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+        log_path = tmp / "job.log"  # a file, not a pipe: a full pipe would block the job
+        with open(log_path, "w") as log_fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobs.pipeline", str(cfg)],
+                cwd=ROOT, env=env, start_new_session=True, stdout=log_fh, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         peak = {"pss": 0, "rss": 0, "largest": 0, "procs": 0}
         largest_name = ""
         while proc.poll() is None:
@@ -120,7 +121,7 @@ def run_size(gb: float, n_files: int, keep: bool) -> dict[str, float]:
                 peak[k] = max(peak[k], v)
             time.sleep(0.5)
         wall = time.perf_counter() - t
-        log = proc.stdout.read() if proc.stdout else ""
+        log = log_path.read_text("utf-8", errors="replace")
         if proc.returncode:
             raise SystemExit(f"pipeline failed ({proc.returncode}):\n{log[-3000:]}")
         report = json.loads((tmp / "out" / "report.json").read_text())

@@ -13,8 +13,8 @@ The model, stated so that it can be argued with:
 * exchange: what the phases hand to each other through the output folder, measured per document
   (the clean task's staging Parquet, read back by the write task; the dedup keys, edges and
   cluster tables). On a cluster it crosses the network to shared storage once written and once
-  read, so each byte counts twice, beside reading the input once and writing the output (at most
-  the staging size). It is charged at ``--node-gbit`` per node (nodes of ``--cores-per-node``,
+  read, so each byte counts twice, beside reading the input once and writing the output
+  (charged as the whole exchange again: more than the staging size it cannot exceed). It is charged at ``--node-gbit`` per node (nodes of ``--cores-per-node``,
   as in ``infra/raycluster.yaml``), capped by ``--storage-gbs`` (the aggregate throughput of
   a shared filesystem; none for object storage), not overlapped with compute: a pessimistic
   sum;

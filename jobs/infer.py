@@ -72,8 +72,9 @@ def load_config(url: str) -> dict[str, Any]:
     return cfg
 
 
-def run(cfg: dict[str, Any], *, address: str | None = None):
-    """Run one inference from a checked config and write its outputs."""
+def run(cfg: dict[str, Any], *, address: str | None = None, ray_seconds: float = 0.0):
+    """Run one inference from a checked config and write its outputs; ``ray_seconds``: the
+    time already spent connecting to Ray (counted in the result's ``ray_init`` timing)."""
     from forensics.infer import infer_mixture
     from forensics.report import plot_mixture, write_json
 
@@ -116,6 +117,8 @@ def run(cfg: dict[str, Any], *, address: str | None = None):
         on_lp_progress=on_lp,
         **(cfg.get("lp_options") or {}),
     )
+    if ray_seconds:
+        result.timings["ray_init"] = result.timings.get("ray_init", 0.0) + ray_seconds
     for w in result.warnings:
         logger.warning("%s", w)
     for name, share in result.ranked():
@@ -149,12 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import time
+
+    from forensics.infer import resolve_categories
     from jobs.config import connect_ray
 
     try:
         cfg = load_config(args.config)
+        resolve_categories(cfg["categories"])  # missing category files fail before Ray starts
+        t = time.perf_counter()
         connect_ray(args.address, error=ForensicsError)
-        run(cfg, address=args.address)
+        run(cfg, address=args.address, ray_seconds=time.perf_counter() - t)
     except ForensicsError as e:
         logger.error("%s", e)
         return 2

@@ -99,7 +99,7 @@ def load_config(
                     user = yaml.safe_load(fh) or {}
             except FileNotFoundError:
                 raise ConfigError(f"config file not found: {str(config)!r}") from None
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read config {str(config)!r}: {exc}") from exc
             except yaml.YAMLError as exc:
                 raise ConfigError(f"config {str(config)!r} is not valid YAML: {exc}") from exc

@@ -72,8 +72,9 @@ logger = logging.getLogger(__name__)
 WORK = "_work"
 #: the layout of ids, staging and dedup files; part of a run's fingerprint, so that a run
 #: begun by a version with another layout is refused instead of resumed into mixed output
-#: (2: ids keyed by file path, dedup tables with per-shard offsets)
-OUTPUT_FORMAT = 2
+#: (3: ids keyed by the input folder's name and the file's path below it, dedup tables with
+#: per-shard offsets)
+OUTPUT_FORMAT = 3
 
 
 class PipelineInterrupted(RuntimeError):
@@ -141,8 +142,12 @@ def _load_npy_rows(fs, path: str, lo: int, hi: int) -> np.ndarray:
         if fortran:
             raise ValueError(f"{path}: Fortran-order array")
         row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        if not 0 <= lo <= hi <= shape[0]:
+            raise ValueError(f"{path}: rows {lo}:{hi} outside its {shape[0]} rows")
         fh.seek(fh.tell() + lo * row)
         buf = fh.read((hi - lo) * row)
+    if len(buf) != (hi - lo) * row:
+        raise ValueError(f"{path}: truncated ({len(buf)} of {(hi - lo) * row} bytes of rows)")
     return np.frombuffer(buf, dtype).reshape((hi - lo, *shape[1:]))
 
 
@@ -164,8 +169,8 @@ def _shard_rows(fs, path: str, index: int, empty: np.ndarray) -> np.ndarray:
         if fs.exists(path):  # written by a version without offsets: its rows would be missed
             raise RuntimeError(f"{path}: no shard offsets ({idx}); rerun with --overwrite")
         return empty
-    offsets = _load_npy(fs, idx)
-    lo, hi = int(offsets[index]), int(offsets[index + 1])
+    offsets = _load_npy_rows(fs, idx, index, index + 2)  # two offsets, not the whole index
+    lo, hi = int(offsets[0]), int(offsets[1])
     return _load_npy_rows(fs, path, lo, hi) if hi > lo else empty
 
 
@@ -186,17 +191,16 @@ def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict
     ``key`` names its documents, whose ids are ``"{source}/{key}/{ordinal:09d}"`` (ordinal: the
     document's position in its file) and do not depend on the other inputs:
 
-    * ``key`` is a hash of the file's path relative to its input spec's root (the folder
-      given, or the fixed part of the glob), so the same data mounted elsewhere or read
-      through another protocol keeps its ids; for an explicitly named file (no root) it is a
-      hash of its full URL;
-    * when an earlier shard already has the same ``source`` and ``key`` (two specs holding the
-      same relative path under the same source label, e.g. ``a/x.jsonl`` and ``b/x.jsonl``
-      given as folders ``a`` and ``b`` without ``source``), the later one's key is the hash of
-      its full URL instead. So ids are unique within a run, and adding or removing inputs
-      changes no other file's ids -- except that an added input which collides that way with
-      a later one moves the later one to its URL key (set distinct ``source`` labels to rule
-      that out).
+    * ``key`` is a hash of the input folder's name (the folder given, or the fixed part of a
+      glob) and the file's path below it -- ``ko/part-00000.jsonl`` -- so the same data
+      mounted elsewhere or read through another protocol keeps its ids, and two folders of
+      ``part-*`` files do not collide; for an explicitly named file it is its file name;
+    * when an earlier shard already has the same ``source`` and ``key`` (the same folder name
+      and relative path under the same source label, e.g. ``x/ko/part-0.jsonl`` and
+      ``y/ko/part-0.jsonl``), the later one's key is the hash of its full URL instead. So ids
+      are unique within a run, and adding or removing inputs changes no other file's ids --
+      except that an added input which collides that way with a later one moves the later one
+      to its URL key (set distinct ``source`` labels to rule that out).
     """
     shards: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -221,7 +225,10 @@ def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict
             stem = strip_known_extensions(url)
             source = spec["source"] or stem
             i = len(shards)
-            key = _file_key(f.rel if f.rel is not None else url)
+            if f.root is not None and f.rel is not None:
+                key = _file_key(f"{posixpath.basename(f.root.rstrip('/'))}/{f.rel}")
+            else:
+                key = _file_key(posixpath.basename(url.rstrip("/")))
             if (source, key) in keys:
                 key = _file_key(url)
             if (source, key) in keys:  # a hash collision: never seen, but ids must stay unique
@@ -240,8 +247,13 @@ def plan_shards(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict
                     "lang": spec["lang"],
                 }
             )
-    if not shards and not skipped:
-        raise ConfigError("no inputs: give at least one input path")
+    if not shards:
+        if not skipped:
+            raise ConfigError("no inputs: give at least one input path")
+        names = ", ".join(e["path"] for e in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise ConfigError(
+            f"no readable input files: {len(skipped)} skipped ({names}): {skipped[0]['reason']}"
+        )
     return shards, skipped
 
 
@@ -620,8 +632,8 @@ def _run_tasks(
             done_count += 1
             if say is not None:
                 say(
-                    f"{phase}: shard {done_count}/{len(items)} done ({result['label']}, "
-                    f"{time.perf_counter() - t0:.1f} s)"
+                    f"{phase}: shard {done_count}/{len(items)} done ({result['label']}; "
+                    f"{time.perf_counter() - t0:.1f} s into the phase)"
                 )
             if stop_after is not None and done_count >= stop_after:
                 for p in pending:

@@ -507,22 +507,31 @@ _CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x2
 #: (EUC-KR, Shift-JIS, cp1251) is mostly invalid UTF-8 and lands above: it is reported as not
 #: text rather than turned into documents made of U+FFFD.
 _BINARY_SHARE = 0.30
+#: complete lines this long before the first NUL byte make a file text with a damaged part
+#: (binary formats -- PNG, ELF, zip, Parquet, gzip read raw -- hold a NUL in their header)
+_TEXT_BEFORE_NUL = 64
 
 
 def looks_binary(block: bytes, final: bool = True) -> str | None:
     """Why ``block`` -- the first bytes of a (decompressed) text file -- is binary data, or
     None when it is text.
 
-    Binary: a NUL byte (text files practically never hold one, JSON does not allow it
-    unescaped; the rule of git and grep), or more than 30 % of the bytes invalid UTF-8 or
-    control characters (see ``_BINARY_SHARE``). With ``final=False`` the block is a prefix
-    of a longer stream: a UTF-8 sequence cut by its end does not count as invalid.
+    Binary: a NUL byte before ``_TEXT_BEFORE_NUL`` bytes of complete lines (text files
+    practically never hold one, JSON does not allow it unescaped; binary formats have one in
+    their first bytes: the rule of git and grep, relaxed so that a text file whose tail was
+    zero-filled by a crash keeps its lines -- the NUL lines are then bad records), or more than
+    30 % of the bytes (before the first NUL) invalid UTF-8 or control characters (see
+    ``_BINARY_SHARE``). With ``final=False`` the block is a prefix of a longer stream: a UTF-8
+    sequence cut by its end does not count as invalid.
     """
     if not block:
         return None
     nul = block.find(b"\x00")
     if nul >= 0:
-        return f"NUL byte at offset {nul}"
+        lines_end = block.rfind(b"\n", 0, nul) + 1
+        if lines_end < _TEXT_BEFORE_NUL:
+            return f"NUL byte at offset {nul}"
+        block, final = block[:lines_end], True  # judge the lines before it
     n_ctrl = len(block) - len(block.translate(None, _CONTROL_BYTES))
     _tls.replaced = 0
     codecs.getincrementaldecoder("utf-8")(_REPLACE_COUNT).decode(block, final)
@@ -1012,13 +1021,15 @@ def _expand(spec: str | list[str], strict: bool) -> Expanded:
             base = _glob_base(path)
             matches = fs.glob(path, detail=True)
             for p in sorted(matches):
+                if _hidden_below(base, p):  # as a folder walk: .git/, .cache/ are not inputs
+                    continue
                 if matches[p].get("type") == "directory":
                     found, bad = _walk(fs, p)
                     files.extend((f, base) for f in found)
                     unsupported.extend(bad)
                 elif is_supported(p):
                     files.append((p, base))
-                elif not posixpath.basename(p).startswith("."):
+                else:
                     unsupported.append(p)
         elif fs.isdir(path):
             found, unsupported = _walk(fs, path)

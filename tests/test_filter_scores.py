@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_pipeline_fastfilters import _params
 
 from pipeline.config import load_config
 from pipeline.filters import FineWebQuality, GopherQuality, GopherRepetition, SpaceWordTokenizer
@@ -35,13 +36,6 @@ FILTERS = {
 def _head(path: Path, n: int) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line)["text"] for _, line in zip(range(n), fh, strict=False)]
-
-
-def _params(name: str) -> dict:
-    """The configured parameters (without ``implementation``: a key in the parameters wins
-    over the constructor's argument)."""
-    skip = {"enabled", "implementation"}
-    return {k: v for k, v in load_config()["stages"][name].items() if k not in skip}
 
 
 def _div(a: float, b: float) -> float | None:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.executor import _doc_batches, plan_shards, run_pipeline
 from pipeline.readers import (
     BAD_JSON,
@@ -288,19 +288,31 @@ def test_ids_do_not_depend_on_other_inputs(tmp_path):
     assert sorted(moved.values()) == sorted(v for k, v in two.items() if k != b)
 
 
-def test_same_relative_path_under_two_specs_does_not_collide(tmp_path):
+def test_folders_of_same_named_files_keep_their_ids(tmp_path):
+    """Two input folders of ``part-00000.jsonl`` files (the usual layout): adding one folder
+    changes no id of the other."""
+    for d in ("ko", "en"):
+        write_docs(tmp_path / d / "part-00000.jsonl", 3, d)
+    ko, en = str(tmp_path / "ko"), str(tmp_path / "en")
+    alone = doc_ids(load_config(inputs=[ko]))
+    both = doc_ids(load_config(inputs=[en, ko]))
+    url = str(tmp_path / "ko" / "part-00000.jsonl")
+    assert both[url] == alone[url]
+    flat = [i for v in both.values() for i in v]
+    assert len(flat) == len(set(flat)) == 6
+
+
+def test_same_folder_name_and_path_under_two_specs_does_not_collide(tmp_path):
     for d in ("p", "q"):
-        write_docs(tmp_path / d / "data.jsonl", 3, d)
-    p, q = str(tmp_path / "p"), str(tmp_path / "q")
+        write_docs(tmp_path / d / "ko" / "data.jsonl", 3, d)
+    p, q = str(tmp_path / "p" / "ko"), str(tmp_path / "q" / "ko")
     ids = doc_ids(load_config(inputs=[p, q]))
     flat = [i for v in ids.values() for i in v]
     assert len(flat) == len(set(flat)) == 6
-    # the first keeps the key of its relative path, as when it is read alone
-    assert (
-        ids[str(tmp_path / "p" / "data.jsonl")]
-        == doc_ids(load_config(inputs=[p]))[str(tmp_path / "p" / "data.jsonl")]
-    )
-    # distinct source labels: both keep their relative-path keys
+    # the first keeps the key of its folder and path, as when it is read alone
+    first = str(tmp_path / "p" / "ko" / "data.jsonl")
+    assert ids[first] == doc_ids(load_config(inputs=[p]))[first]
+    # distinct source labels: both keep their folder-and-path keys
     labelled = doc_ids(load_config(inputs=[{"path": p, "source": "p"}, {"path": q, "source": "q"}]))
     keys = {v[0].split("/")[1] for v in labelled.values()}
     assert len(keys) == 1 and {v[0].split("/")[0] for v in labelled.values()} == {"p", "q"}
@@ -337,3 +349,34 @@ def test_pipeline_reports_row_groups_binary_and_unsupported(ray_session, tmp_pat
     rows = pl.concat([pl.read_parquet(f).select("id", "text") for f in files])
     assert rows.height == 22 and rows["id"].n_unique() == 22
     assert set(texts[:10] + texts[20:]) <= set(rows["text"].to_list())
+
+
+def test_zero_filled_tail_keeps_the_lines_before_it(tmp_path):
+    """A JSONL file whose end was zero-filled (a crash): its lines are read, the NUL run is one
+    bad record; a binary header (NUL in the first bytes) is still binary."""
+    lines = "".join(json.dumps({"text": f"document {i} of a file"}) + "\n" for i in range(50))
+    path = tmp_path / "crashed.jsonl"
+    path.write_bytes(lines.encode() + bytes(512))
+    errors = ReadErrors()
+    docs = list(iter_documents(str(path), errors=errors))
+    assert len(docs) == 50
+    assert errors.by_file() == {str(path): {"bad_json": 1}}
+    assert looks_binary(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR") == "NUL byte at offset 8"
+
+
+def test_hidden_folders_under_a_glob_are_not_inputs(tmp_path):
+    write_docs(tmp_path / "in" / "a.jsonl", 2, "a")
+    write_docs(tmp_path / "in" / ".hidden" / "b.jsonl", 2, "b")
+    (tmp_path / "in" / ".git").mkdir()
+    (tmp_path / "in" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    for pattern in ("in/*", "in/**", "in"):
+        shards, skipped = plan_shards(load_config(inputs=[str(tmp_path / pattern)]))
+        assert [Path(s["url"]).name for s in shards] == ["a.jsonl"], pattern
+        assert skipped == [], pattern
+
+
+def test_only_unsupported_files_is_an_error_naming_them(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "table.csv").write_text("a,b\n")
+    with pytest.raises(ConfigError, match=r"no readable input files: 1 skipped \(.*table.csv"):
+        plan_shards(load_config(inputs=[str(tmp_path / "in")]))
