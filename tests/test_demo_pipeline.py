@@ -24,10 +24,13 @@ def test_demo_runs_the_whole_product(ray_session, tmp_path):
     assert report["kept_documents"] > 0 and report["input_documents"] >= report["kept_documents"]
     assert list((work / "pipeline" / "data").glob("*.parquet"))
     train = json.loads((work / "tokenizer" / "train_report.json").read_text())
-    # the truth is what the trainer used: the mixture over the pipeline's 'source' column
-    assert train["counting"]["true_mixture"] == data["truth"]
+    # the truth is what the trainer used: the mixture over the pipeline's 'source' column (a
+    # category whose drawn weight let no document through has no entry there: 0)
+    used = train["counting"]["true_mixture"]
+    assert set(used) <= set(data["truth"])
+    assert {c: used.get(c, 0.0) for c in data["truth"]} == data["truth"]
     assert abs(sum(data["estimate"].values()) - 1) < 1e-9
-    # measured (seeds 0-3): -3.94 -3.86 -3.59 -3.49; a uniform random guess: -1.27
+    # measured (seeds 0-3): -3.60 -3.37 -3.79 -4.21; a uniform random guess: -1.27
     assert data["log10_mse"] <= -3.0, data
     # attacker and training sides are disjoint documents
     import pyarrow.parquet as pq
