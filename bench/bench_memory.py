@@ -57,17 +57,11 @@ def generate(folder: Path, gb: float, n_files: int) -> int:
     return total
 
 
-def _kib_field(path: str, field: str) -> int:
-    with open(path) as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def session_memory(sid: int) -> tuple[int, int, int, int, str]:
     """(PSS sum, RSS sum, largest RSS, number of processes, the largest one's name) over the
     processes of session ``sid``."""
+    from pipeline.bpe.trainer import status_bytes
+
     pss = rss = largest = n = 0
     name = ""
     for pid in os.listdir("/proc"):
@@ -78,8 +72,10 @@ def session_memory(sid: int) -> tuple[int, int, int, int, str]:
                 fields = fh.read().rsplit(")", 1)[1].split()
             if int(fields[3]) != sid:  # state ppid pgrp session
                 continue
-            r = _kib_field(f"/proc/{pid}/status", "VmRSS")
-            p = _kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
+            r = status_bytes("VmRSS", pid)
+            p = status_bytes("Pss", pid, "smaps_rollup")
+            if r is None or p is None:
+                continue  # the process ended between the listing and the read
             if r > largest:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").split()

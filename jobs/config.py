@@ -12,29 +12,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["connect_ray", "read_job_config", "read_yaml_mapping"]
+__all__ = ["connect_ray", "read_job_config"]
 
 logger = logging.getLogger("mixtrace.jobs")
-
-
-def read_yaml_mapping(url: str, *, error: type[Exception] = ValueError) -> dict[str, Any]:
-    """The YAML mapping at ``url`` (a local path or any fsspec URL; an empty file is ``{}``);
-    ``error`` names the file for an unreadable file, invalid YAML or a non-mapping."""
-    import fsspec
-    import yaml
-
-    try:
-        with fsspec.open(url, "r", encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{url}: cannot read the config: {e}") from None
-    except yaml.YAMLError as e:
-        raise error(f"{url}: invalid YAML: {e}") from None
-    if cfg is None:
-        cfg = {}
-    if not isinstance(cfg, dict):
-        raise error(f"{url}: the config must be a mapping of settings")
-    return cfg
 
 
 def read_job_config(
@@ -46,6 +26,8 @@ def read_job_config(
 ) -> dict[str, Any]:
     """The config at ``url`` as a dict; ``error`` names the file for an unreadable file,
     invalid YAML, a config that is not a mapping, unknown keys or a missing required key."""
+    from pipeline.config import read_yaml_mapping
+
     cfg = read_yaml_mapping(url, error=error)
     known = set(known)
     unknown = sorted(set(cfg) - known)

@@ -83,6 +83,28 @@ def _normalise_inputs(inputs: Any) -> list[dict[str, Any]]:
     return out
 
 
+def read_yaml_mapping(url: str, *, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The YAML mapping at ``url`` (a local path or any fsspec URL; an empty file is ``{}``);
+    ``error`` names the file for a missing or unreadable file, invalid YAML or a non-mapping.
+    (The pipeline's config and the Ray jobs' configs are read with it.)"""
+    import fsspec
+
+    try:
+        with fsspec.open(url, "r", encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise error(f"config file not found: {url!r}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read config {url!r}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"config {url!r} is not valid YAML: {exc}") from None
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise error(f"config {url!r} must be a mapping of settings")
+    return cfg
+
+
 def load_config(
     config: str | Path | Mapping[str, Any] | None = None, **overrides: Any
 ) -> dict[str, Any]:
@@ -92,19 +114,7 @@ def load_config(
     cfg = _defaults()
     if config is not None:
         if isinstance(config, str | Path):
-            try:
-                import fsspec
-
-                with fsspec.open(str(config), "r", encoding="utf-8") as fh:
-                    user = yaml.safe_load(fh) or {}
-            except FileNotFoundError:
-                raise ConfigError(f"config file not found: {str(config)!r}") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read config {str(config)!r}: {exc}") from exc
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"config {str(config)!r} is not valid YAML: {exc}") from exc
-            if not isinstance(user, Mapping):
-                raise ConfigError(f"config {str(config)!r} must be a mapping")
+            user = read_yaml_mapping(str(config), error=ConfigError)
         else:
             user = config
         cfg = _merge(cfg, user, "")

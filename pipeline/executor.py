@@ -165,11 +165,14 @@ def _shard_rows(fs, path: str, index: int, empty: np.ndarray) -> np.ndarray:
     """Shard ``index``'s rows of a file saved by :func:`_save_by_shard` (``empty`` when the
     file does not exist: a partition without rows)."""
     idx = f"{path[: -len('.npy')]}.idx.npy"
-    if not fs.exists(idx):
+    try:  # two offsets, not the whole index; no existence check first (a request each)
+        offsets = _load_npy_rows(fs, idx, index, index + 2)
+    except FileNotFoundError:
         if fs.exists(path):  # written by a version without offsets: its rows would be missed
-            raise RuntimeError(f"{path}: no shard offsets ({idx}); rerun with --overwrite")
+            raise RuntimeError(
+                f"{path}: no shard offsets ({idx}); rerun with --overwrite"
+            ) from None
         return empty
-    offsets = _load_npy_rows(fs, idx, index, index + 2)  # two offsets, not the whole index
     lo, hi = int(offsets[0]), int(offsets[1])
     return _load_npy_rows(fs, path, lo, hi) if hi > lo else empty
 

@@ -239,11 +239,12 @@ def _trainer_args(
     return args, wide
 
 
-def status_bytes(field: str, pid: int | str | None = None) -> int | None:
-    """A size field of ``/proc/<pid>/status`` (``"VmRSS"``, ``"VmHWM"``...) in bytes, of this
-    process when ``pid`` is None; ``None`` when it cannot be read (no such process, no /proc)."""
+def status_bytes(field: str, pid: int | str | None = None, file: str = "status") -> int | None:
+    """A size field of ``/proc/<pid>/status`` (``"VmRSS"``, ``"VmHWM"``...; or of another
+    ``file`` of that form, e.g. ``"Pss"`` of ``smaps_rollup``) in bytes, of this process when
+    ``pid`` is None; ``None`` when it cannot be read (no such process, no /proc)."""
     try:
-        with open(f"/proc/{pid or 'self'}/status") as fh:
+        with open(f"/proc/{pid or 'self'}/{file}") as fh:
             for line in fh:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
